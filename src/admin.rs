@@ -1,0 +1,57 @@
+//! The admin listener (never public): `/healthz`, `/readyz`, `/metrics`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::json;
+
+use crate::edge::Runtime;
+
+pub struct Admin {
+    pub rt: Arc<Runtime>,
+}
+
+fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .body(body)
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        match session.req_header().uri.path() {
+            "/healthz" => reply(
+                200,
+                "application/json",
+                json!({"status": "ok"}).to_string().into_bytes(),
+            ),
+            "/readyz" => {
+                let plan = self.rt.plan.load();
+                let body = json!({
+                    "status": "ready",
+                    "resources": plan.resources.len(),
+                    "version": plan.versions.current,
+                });
+                reply(200, "application/json", body.to_string().into_bytes())
+            }
+            "/metrics" => {
+                let mut buf = Vec::new();
+                let enc = prometheus::TextEncoder::new();
+                let _ = prometheus::Encoder::encode(&enc, &prometheus::gather(), &mut buf);
+                reply(200, "text/plain; version=0.0.4", buf)
+            }
+            _ => reply(
+                404,
+                "application/json",
+                json!({"status": 404}).to_string().into_bytes(),
+            ),
+        }
+    }
+}

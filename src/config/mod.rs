@@ -1,0 +1,306 @@
+//! The edge configuration: `edge.yaml` compiled into types that cannot hold an invalid value.
+//!
+//! Owns listeners, upstream services, issuers and secrets. The public API itself (routes,
+//! fields, versions) is not here: it lives in the mapping files (`crate::mapping`).
+
+mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use indexmap::IndexMap;
+use jsonwebtoken::Algorithm;
+use marked_yaml::Spanned;
+
+use crate::diag::{self, Diags};
+pub use raw::RawEdge;
+
+pub const DEFAULT_PROBLEM_BASE: &str = "https://papi.trendev.in/problems/";
+
+/// A compiled upstream service.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    /// `http://host:port` without a trailing slash.
+    pub base: String,
+    pub authority: String,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub pool_idle_per_host: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    pub issuer: String,
+    pub jwks_url: String,
+    pub audience: String,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: Duration,
+}
+
+/// A secret's bytes. Never printed.
+#[derive(Clone)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    pub path: PathBuf,
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub problem_type_base: String,
+    pub mappings_dir: PathBuf,
+    pub id_secret: Secret,
+    pub cursor_secret: Secret,
+    pub upstreams: IndexMap<String, Upstream>,
+    pub issuers: Vec<Issuer>,
+    pub permissions_cache: Duration,
+}
+
+fn addr(path: &Path, v: &Spanned<String>, what: &str, d: &mut Diags) -> Option<SocketAddr> {
+    match v.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            d.at(
+                path,
+                v.span(),
+                format!(
+                    "{what} `{}` is not an address like 127.0.0.1:8080",
+                    v.as_str()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn secret(path: &Path, name: &str, raw: &raw::RawSecret, d: &mut Diags) -> Option<Secret> {
+    let sources = [
+        raw.env.is_some(),
+        raw.file.is_some(),
+        raw.demo_value.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if sources != 1 {
+        d.file(
+            path,
+            format!("secrets.{name}: give exactly one of `env`, `file` or `demo_value`"),
+        );
+        return None;
+    }
+    let bytes = if let Some(env) = &raw.env {
+        match std::env::var(env.as_str()) {
+            Ok(v) => v.into_bytes(),
+            Err(_) => {
+                d.at(
+                    path,
+                    env.span(),
+                    format!(
+                        "secrets.{name}: environment variable `{}` is not set",
+                        env.as_str()
+                    ),
+                );
+                return None;
+            }
+        }
+    } else if let Some(file) = &raw.file {
+        let p = resolve(path, file.as_str());
+        match std::fs::read(&p) {
+            Ok(v) => v,
+            Err(e) => {
+                d.at(
+                    path,
+                    file.span(),
+                    format!("secrets.{name}: cannot read `{}`: {e}", p.display()),
+                );
+                return None;
+            }
+        }
+    } else {
+        raw.demo_value
+            .as_ref()
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default()
+    };
+    let trimmed: Vec<u8> = bytes.trim_ascii().to_vec();
+    if trimmed.len() < 16 {
+        d.file(
+            path,
+            format!("secrets.{name}: a secret must be at least 16 bytes"),
+        );
+        return None;
+    }
+    Some(Secret(trimmed))
+}
+
+/// Paths in the config are relative to the config file.
+pub fn resolve(config: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        config.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+fn upstream(path: &Path, name: &str, raw: &raw::RawUpstream, d: &mut Diags) -> Option<Upstream> {
+    let url = raw.url.as_str().trim_end_matches('/');
+    let uri: Uri = match url.parse() {
+        Ok(u) => u,
+        Err(_) => {
+            d.at(
+                path,
+                raw.url.span(),
+                format!("upstreams.{name}.url is not a URL"),
+            );
+            return None;
+        }
+    };
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() || uri.path().len() > 1 {
+        d.at(
+            path,
+            raw.url.span(),
+            format!("upstreams.{name}.url must be http://host:port (the legacy services speak plain HTTP on the private network)"),
+        );
+        return None;
+    }
+    let ms = |v: &Option<Spanned<u64>>, default: u64, what: &str, d: &mut Diags| {
+        let n = v.as_ref().map(|s| **s).unwrap_or(default);
+        if n == 0 || n > 300_000 {
+            if let Some(s) = v {
+                d.at(
+                    path,
+                    s.span(),
+                    format!("upstreams.{name}.{what} must be 1..=300000"),
+                );
+            }
+            return None;
+        }
+        Some(Duration::from_millis(n))
+    };
+    let connect_timeout = ms(&raw.connect_timeout_ms, 1_000, "connect_timeout_ms", d);
+    let timeout = ms(&raw.timeout_ms, 10_000, "timeout_ms", d);
+    Some(Upstream {
+        name: name.to_string(),
+        base: url.to_string(),
+        authority: uri.authority().map(|a| a.to_string()).unwrap_or_default(),
+        connect_timeout: connect_timeout?,
+        timeout: timeout?,
+        pool_idle_per_host: raw.pool_idle_per_host.as_ref().map(|s| **s).unwrap_or(64),
+    })
+}
+
+fn issuer(path: &Path, raw: &raw::RawIssuer, d: &mut Diags) -> Option<Issuer> {
+    let mut algorithms = Vec::new();
+    let names = raw.algorithms.clone().unwrap_or_default();
+    for a in &names {
+        match a.as_str() {
+            "RS256" => algorithms.push(Algorithm::RS256),
+            "ES256" => algorithms.push(Algorithm::ES256),
+            "EdDSA" => algorithms.push(Algorithm::EdDSA),
+            other => d.at(
+                path,
+                a.span(),
+                format!("algorithm `{other}` is not allowed (use RS256, ES256 or EdDSA; never none or HMAC)"),
+            ),
+        }
+    }
+    if names.is_empty() {
+        algorithms = vec![Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
+    }
+    if !raw.jwks_url.starts_with("http://") && !raw.jwks_url.starts_with("https://") {
+        d.at(path, raw.jwks_url.span(), "jwks_url must be an http(s) URL");
+        return None;
+    }
+    Some(Issuer {
+        issuer: raw.issuer.to_string(),
+        jwks_url: raw.jwks_url.to_string(),
+        audience: raw.audience.to_string(),
+        algorithms,
+        leeway: Duration::from_secs(raw.leeway_seconds.as_ref().map(|s| **s).unwrap_or(60)),
+    })
+}
+
+impl EdgeConfig {
+    /// Loads and validates `edge.yaml`, collecting every error.
+    pub fn load(path: &Path) -> Result<EdgeConfig, Diags> {
+        let mut d = Diags::default();
+        let Some(node) = diag::load(path, &mut d) else {
+            return Err(d);
+        };
+        let Some(raw) = diag::de::<RawEdge>(path, &node, &mut d) else {
+            return Err(d);
+        };
+        let cfg = Self::compile(path, &raw, &mut d);
+        match cfg {
+            Some(c) if d.is_empty() => Ok(c),
+            _ => Err(d),
+        }
+    }
+
+    fn compile(path: &Path, raw: &RawEdge, d: &mut Diags) -> Option<EdgeConfig> {
+        let listen = addr(path, &raw.listen, "listen", d);
+        let admin = addr(path, &raw.admin, "admin", d);
+        let id_secret = secret(path, "ids", &raw.secrets.ids, d);
+        let cursor_secret = secret(path, "cursors", &raw.secrets.cursors, d);
+        let mut upstreams = IndexMap::new();
+        for (name, u) in &raw.upstreams {
+            if let Some(u) = upstream(path, name, u, d) {
+                upstreams.insert(name.clone(), u);
+            }
+        }
+        let issuers: Vec<Issuer> = raw
+            .issuers
+            .iter()
+            .filter_map(|i| issuer(path, i, d))
+            .collect();
+        if raw.issuers.is_empty() {
+            d.file(path, "issuers: at least one token issuer is required");
+        }
+        let mappings_dir = resolve(path, raw.mappings.as_str());
+        if !mappings_dir.is_dir() {
+            d.at(
+                path,
+                raw.mappings.span(),
+                format!("mappings: `{}` is not a directory", mappings_dir.display()),
+            );
+        }
+        let problem_type_base = raw
+            .problem_type_base
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| DEFAULT_PROBLEM_BASE.to_string());
+        Some(EdgeConfig {
+            path: path.to_path_buf(),
+            listen: listen?,
+            admin: admin?,
+            threads: raw.threads.as_ref().map(|s| **s).unwrap_or(2).max(1),
+            grace_period: Duration::from_secs(
+                raw.grace_period_seconds.as_ref().map(|s| **s).unwrap_or(10),
+            ),
+            problem_type_base,
+            mappings_dir,
+            id_secret: id_secret?,
+            cursor_secret: cursor_secret?,
+            upstreams,
+            issuers,
+            permissions_cache: Duration::from_secs(
+                raw.permissions_cache_seconds
+                    .as_ref()
+                    .map(|s| (**s).min(60))
+                    .unwrap_or(30),
+            ),
+        })
+    }
+}

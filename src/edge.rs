@@ -1,0 +1,505 @@
+//! The request path: one pingora `ProxyHttp` whose `request_filter` runs every `/v1`
+//! operation as a pipeline of named stages and answers it itself.
+//!
+//! Why not proxy phases: most public operations need the whole request before the first
+//! upstream call, several calls (IAM, read–merge–write, search scans) and the whole answer
+//! before responding. One executor in `request_filter` keeps that uniform (see
+//! `docs/architecture.md`). Stages: route → authenticate → version → authorize → read body
+//! → execute (mapping plan) → respond. Every failure is a `Problem`, rendered in one place.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+use serde_json::Value;
+
+use crate::auth::{Auth, Identity};
+use crate::config::EdgeConfig;
+use crate::mapping::model::{Plan, Resource};
+use crate::mapping::{self, exec::Exec};
+use crate::problem::{Kind, Problem};
+use crate::seal::Sealer;
+use crate::upstream::{Trust, Upstreams};
+
+/// Public request bodies are capped at 1 MiB (contract §1).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Long-lived state shared by every request.
+pub struct Runtime {
+    pub cfg: EdgeConfig,
+    pub plan: ArcSwap<Plan>,
+    pub sealer: Sealer,
+    pub upstreams: Upstreams,
+    pub auth: Auth,
+}
+
+impl Runtime {
+    pub fn new(cfg: EdgeConfig, plan: Plan) -> Runtime {
+        Runtime {
+            sealer: Sealer::new(&cfg.id_secret.0, &cfg.cursor_secret.0),
+            upstreams: Upstreams::new(cfg.upstreams.values().cloned()),
+            auth: Auth::new(&cfg.issuers, cfg.permissions_cache),
+            plan: ArcSwap::from_pointee(plan),
+            cfg,
+        }
+    }
+
+    /// Re-reads and recompiles the mappings; an invalid set is refused and the old plan stays.
+    pub fn reload(&self) -> Result<usize, crate::diag::Diags> {
+        let names: Vec<&str> = self.cfg.upstreams.keys().map(String::as_str).collect();
+        let plan = mapping::load_dir(
+            &self.cfg.mappings_dir,
+            &mapping::Context {
+                upstream_names: names,
+            },
+        )?;
+        let n = plan.resources.len();
+        self.plan.store(Arc::new(plan));
+        Ok(n)
+    }
+}
+
+/// Per-request state (pingora's typed CTX).
+pub struct Ctx {
+    pub trace_id: String,
+    pub started: Instant,
+    pub route: &'static str,
+    pub status: u16,
+    pub identity: Option<Arc<Identity>>,
+}
+
+pub struct Edge {
+    pub rt: Arc<Runtime>,
+}
+
+/// A finished answer, before it is written.
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Bytes,
+    content_type: &'static str,
+}
+
+/// The public operation a path and method name.
+enum Operation {
+    Create,
+    Search,
+    Get(String),
+    Update(String),
+    Delete(String),
+    Action(String, String),
+}
+
+fn new_trace_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// W3C `traceparent`: continue the caller's trace when it is well formed.
+fn trace_from(header: Option<&str>) -> Option<String> {
+    let parts: Vec<&str> = header?.trim().split('-').collect();
+    match parts.as_slice() {
+        [ver, trace, span, flags]
+            if ver.len() == 2
+                && trace.len() == 32
+                && span.len() == 16
+                && flags.len() == 2
+                && trace
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                && *trace != "00000000000000000000000000000000" =>
+        {
+            Some(trace.to_string())
+        }
+        _ => None,
+    }
+}
+
+fn valid_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 80
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Route matching: `Err` is 404 or 405 (with `Allow`).
+fn route(plan: &Plan, method: &str, path: &str) -> Result<(Arc<Resource>, Operation), Problem> {
+    let segs: Vec<&str> = path
+        .strip_prefix("/v1/")
+        .ok_or_else(Problem::not_found)?
+        .split('/')
+        .collect();
+    if segs.iter().any(|s| !valid_segment(s)) {
+        return Err(Problem::not_found());
+    }
+    let res = plan
+        .resources
+        .get(segs[0])
+        .ok_or_else(Problem::not_found)?
+        .clone();
+    let deny = |allow: Vec<&str>| {
+        if allow.is_empty() {
+            Problem::not_found()
+        } else {
+            Problem::new(Kind::MethodNotAllowed, format!("Use {}", allow.join(", ")))
+                .with_header("allow", allow.join(", "))
+        }
+    };
+    let op = match (segs.as_slice(), method) {
+        ([_], "POST") if res.create.is_some() => Operation::Create,
+        ([_], _) => {
+            return Err(deny(if res.create.is_some() {
+                vec!["POST"]
+            } else {
+                vec![]
+            }))
+        }
+        ([_, "search"], "POST") if res.search.is_some() => Operation::Search,
+        ([_, "search"], _) if res.search.is_some() => return Err(deny(vec!["POST"])),
+        ([_, id], m) => {
+            let mut allow = Vec::new();
+            if res.get.is_some() {
+                allow.push("GET");
+            }
+            if res.update.is_some() {
+                allow.push("PATCH");
+            }
+            if res.delete.is_some() {
+                allow.push("DELETE");
+            }
+            match m {
+                "GET" | "HEAD" if res.get.is_some() => Operation::Get(id.to_string()),
+                "PATCH" if res.update.is_some() => Operation::Update(id.to_string()),
+                "DELETE" if res.delete.is_some() => Operation::Delete(id.to_string()),
+                _ => return Err(deny(allow)),
+            }
+        }
+        ([_, id, action], m) => match res.actions.contains_key(*action) {
+            true if m == "POST" => Operation::Action(id.to_string(), action.to_string()),
+            true => return Err(deny(vec!["POST"])),
+            false => return Err(Problem::not_found()),
+        },
+        _ => return Err(Problem::not_found()),
+    };
+    Ok((res, op))
+}
+
+fn scope_problem(scope: &str) -> Problem {
+    Problem::new(
+        Kind::InsufficientScope,
+        format!("This operation needs the `{scope}` scope"),
+    )
+    .with_ext("required_scope", scope)
+    .with_header(
+        "www-authenticate",
+        format!(r#"Bearer realm="prospectconnect", error="insufficient_scope", scope="{scope}""#),
+    )
+}
+
+impl Edge {
+    /// The whole `/v1` pipeline for one request.
+    async fn handle(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        version_out: &mut String,
+    ) -> Result<Reply, Problem> {
+        let rt = &self.rt;
+        let plan = rt.plan.load_full();
+        *version_out = plan.versions.current.clone();
+        let req = session.req_header();
+        let method = req.method.as_str().to_string();
+        let path = req.uri.path().to_string();
+
+        // route
+        let (res, op) = route(&plan, &method, &path)?;
+        ctx.route = match op {
+            Operation::Create => "create",
+            Operation::Search => "search",
+            Operation::Get(_) => "get",
+            Operation::Update(_) => "update",
+            Operation::Delete(_) => "delete",
+            Operation::Action(..) => "action",
+        };
+
+        // authenticate
+        let auth_headers: Vec<&[u8]> = req
+            .headers
+            .get_all("authorization")
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        let identity = rt.auth.authenticate(&auth_headers).await?;
+        ctx.identity = Some(identity.clone());
+
+        // version
+        let version = match req.headers.get("version").map(|v| v.to_str().unwrap_or("")) {
+            None => {
+                return Err(Problem::new(
+                    Kind::VersionRequired,
+                    "Send a Version header, e.g. Version: 2026-11-01",
+                ))
+            }
+            Some(v) => v.trim().to_string(),
+        };
+        let release = plan.versions.find(&version).ok_or_else(|| {
+            Problem::new(
+                Kind::UnsupportedVersion,
+                "The Version header names no supported release",
+            )
+            .with_ext("supported_versions", plan.versions.supported())
+        })?;
+        *version_out = release.date.clone();
+        let mut extra: Vec<(&'static str, String)> = Vec::new();
+        if release.deprecated {
+            extra.push(("deprecation", "true".into()));
+            if let Some(s) = &release.sunset {
+                if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+                    if let Some(t) = d.and_hms_opt(0, 0, 0) {
+                        extra.push((
+                            "sunset",
+                            t.and_utc().format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+
+        // authorize: the app's scope and the user's CRM permission
+        let (scope, permission) = match &op {
+            Operation::Get(_) | Operation::Search => (
+                Some(res.read_scope.clone()),
+                format!("{}:view", res.permissions),
+            ),
+            Operation::Create | Operation::Update(_) => {
+                (res.write_scope.clone(), format!("{}:edit", res.permissions))
+            }
+            Operation::Delete(_) => (
+                res.write_scope.clone(),
+                format!("{}:delete", res.permissions),
+            ),
+            Operation::Action(_, a) => (
+                res.write_scope.clone(),
+                res.actions
+                    .get(a)
+                    .map(|x| x.permission.clone())
+                    .unwrap_or_default(),
+            ),
+        };
+        let scope = scope.unwrap_or_else(|| res.read_scope.clone());
+        if !identity.has_scope(&scope) {
+            return Err(scope_problem(&scope));
+        }
+        let trust = Trust {
+            tenant: identity.tenant,
+            user: identity.user,
+            request_id: ctx.trace_id.clone(),
+        };
+        let perms = rt.auth.permissions(&rt.upstreams, &trust).await?;
+        if !perms.iter().any(|p| p == &permission) {
+            return Err(Problem::new(
+                Kind::PermissionDenied,
+                format!("The user's role lacks `{permission}`"),
+            )
+            .with_ext("required_permission", permission));
+        }
+
+        // read body
+        let body = read_json_body(session, &method).await?;
+
+        // execute
+        let exec = Exec {
+            plan: &plan,
+            res: &res,
+            sealer: &rt.sealer,
+            upstreams: &rt.upstreams,
+            trust: &trust,
+            client_id: &identity.client_id,
+            version: &release.date,
+        };
+        let done = match &op {
+            Operation::Create => exec.create(body.as_ref()).await?,
+            Operation::Search => exec.search(body.as_ref()).await?,
+            Operation::Get(id) => exec.get(id).await?,
+            Operation::Update(id) => exec.update(id, body.as_ref()).await?,
+            Operation::Delete(id) => exec.delete(id).await?,
+            Operation::Action(id, a) => match res.actions.get(a) {
+                Some(action) => exec.action(action, id, body.as_ref()).await?,
+                None => return Err(Problem::not_found()),
+            },
+        };
+        let mut headers = extra;
+        if let Some(l) = done.location {
+            headers.push(("location", l));
+        }
+        Ok(Reply {
+            status: done.status,
+            headers,
+            body: done
+                .body
+                .map(|b| Bytes::from(serde_json::to_vec(&b).unwrap_or_default()))
+                .unwrap_or_default(),
+            content_type: "application/json",
+        })
+    }
+
+    async fn write(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        reply: Reply,
+        version: &str,
+    ) -> Result<()> {
+        let mut h = ResponseHeader::build(reply.status, Some(8))?;
+        h.insert_header("trace-id", ctx.trace_id.as_str())?;
+        h.insert_header("version", version)?;
+        h.insert_header("cache-control", "no-store")?;
+        if reply.status != 204 {
+            h.insert_header("content-type", reply.content_type)?;
+            h.insert_header("content-length", reply.body.len().to_string())?;
+        }
+        for (k, v) in &reply.headers {
+            h.append_header(*k, v.as_str())?;
+        }
+        ctx.status = reply.status;
+        let head_only = session.req_header().method == http::Method::HEAD;
+        session
+            .write_response_header(Box::new(h), reply.status == 204 || head_only)
+            .await?;
+        if reply.status != 204 && !head_only {
+            session.write_response_body(Some(reply.body), true).await?;
+        }
+        Ok(())
+    }
+
+    fn problem_reply(&self, p: &Problem, instance: &str, trace_id: &str) -> Reply {
+        Reply {
+            status: p.status(),
+            headers: p.headers.clone(),
+            body: Bytes::from(p.body(&self.rt.cfg.problem_type_base, instance, trace_id)),
+            content_type: "application/problem+json",
+        }
+    }
+}
+
+/// Reads the whole request body (bounded) and parses it as JSON when the method carries one.
+async fn read_json_body(session: &mut Session, method: &str) -> Result<Option<Value>, Problem> {
+    let declared = session
+        .req_header()
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return Err(Problem::new(
+            Kind::PayloadTooLarge,
+            "Request bodies are limited to 1 MiB",
+        ));
+    }
+    let mut buf = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > MAX_BODY {
+                    return Err(Problem::new(
+                        Kind::PayloadTooLarge,
+                        "Request bodies are limited to 1 MiB",
+                    ));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(_) => {
+                return Err(Problem::new(
+                    Kind::InvalidRequest,
+                    "The request body could not be read",
+                ))
+            }
+        }
+    }
+    if buf.is_empty() || !matches!(method, "POST" | "PATCH" | "PUT") {
+        return Ok(None);
+    }
+    let ct = session
+        .req_header()
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if media != "application/json"
+        && !(media.starts_with("application/") && media.ends_with("+json"))
+    {
+        return Err(Problem::new(
+            Kind::UnsupportedMediaType,
+            "Send the body as application/json",
+        ));
+    }
+    let v: Value = serde_json::from_slice(&buf)
+        .map_err(|_| Problem::new(Kind::MalformedJson, "The request body is not valid JSON"))?;
+    Ok(Some(v))
+}
+
+#[async_trait]
+impl ProxyHttp for Edge {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            trace_id: String::new(),
+            started: Instant::now(),
+            route: "none",
+            status: 0,
+            identity: None,
+        }
+    }
+
+    /// Never reached: every request is answered in `request_filter`.
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        Err(Error::new(ErrorType::InternalError))
+    }
+
+    /// Runs the whole pipeline and writes the answer; `Ok(true)` ends pingora's processing.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let headers = &session.req_header().headers;
+        ctx.trace_id = trace_from(headers.get("traceparent").and_then(|v| v.to_str().ok()))
+            .unwrap_or_else(new_trace_id);
+        let instance = session.req_header().uri.path().to_string();
+        let mut version = String::new();
+        let reply = match self.handle(session, ctx, &mut version).await {
+            Ok(r) => r,
+            Err(p) => {
+                if p.kind == Kind::PayloadTooLarge {
+                    // The rest of an oversized body is not read: the connection cannot be reused.
+                    session.set_keepalive(None);
+                }
+                self.problem_reply(&p, &instance, &ctx.trace_id)
+            }
+        };
+        self.write(session, ctx, reply, &version).await?;
+        Ok(true)
+    }
+
+    /// One structured access-log line per request: never a token, never a body.
+    async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut Ctx) {
+        let (tenant, client, user) = match &ctx.identity {
+            Some(i) => (i.tenant, i.client_id.as_str(), i.user),
+            None => (0, "", 0),
+        };
+        tracing::info!(
+            target: "access",
+            trace_id = %ctx.trace_id,
+            method = %session.req_header().method,
+            route = ctx.route,
+            status = ctx.status,
+            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            tenant, client, user,
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! prospect-edge: the public REST API edge in front of the ProspectConnect legacy CRM.
+//!
+//! The request path is `edge` (a pingora `ProxyHttp`); the public API itself is declared in
+//! the mapping files and compiled by `mapping`. See `docs/` for the guides.
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used)]
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod diag;
+pub mod edge;
+pub mod mapping;
+pub mod problem;
+pub mod seal;
+pub mod server;
+pub mod token;
+pub mod upstream;

@@ -1,0 +1,183 @@
+//! The `prospect-edge` command: run, check, demo, token.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use prospect_edge::server::{self, PingoraFlags};
+use prospect_edge::token::{self, Mint};
+
+mod demo;
+
+#[derive(Parser)]
+#[command(
+    name = "prospect-edge",
+    version,
+    about = "The public API edge of ProspectConnect"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the public API.
+    Run {
+        #[arg(short = 'c', long = "conf", default_value = "conf/edge.yaml")]
+        conf: PathBuf,
+        /// Take the listening sockets over from a running edge (zero-downtime upgrade).
+        #[arg(short = 'u', long)]
+        upgrade: bool,
+        /// Run in the background.
+        #[arg(short = 'd', long)]
+        daemon: bool,
+        #[arg(long)]
+        pid_file: Option<String>,
+        #[arg(long)]
+        upgrade_sock: Option<String>,
+    },
+    /// Validate the config and every mapping file; report all errors.
+    Check {
+        #[arg(short = 'c', long = "conf", default_value = "conf/edge.yaml")]
+        conf: PathBuf,
+    },
+    /// Start the reference legacy CRM, a dev token issuer and the edge, on loopback.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: String,
+        #[arg(short = 'c', long = "conf", default_value = "conf/demo/edge.yaml")]
+        conf: PathBuf,
+    },
+    /// Mint a dev access token signed with the demo issuer's key.
+    Token {
+        #[arg(long)]
+        tenant: u32,
+        #[arg(long)]
+        user: u64,
+        #[arg(long, default_value = "demo-app")]
+        client: String,
+        #[arg(long, default_value = token::ALL_SCOPES)]
+        scope: String,
+        #[arg(long, default_value_t = 3600, allow_negative_numbers = true)]
+        ttl: i64,
+        #[arg(long, default_value = token::DEMO_AUDIENCE)]
+        aud: String,
+        #[arg(long, default_value = token::DEMO_ISSUER)]
+        iss: String,
+        #[arg(long, default_value = token::DEMO_KID)]
+        kid: String,
+        #[arg(long, default_value = "conf/demo/issuer-key.pem")]
+        key: PathBuf,
+    },
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Check { conf } => match server::load(&conf) {
+            Ok((cfg, plan)) => {
+                println!(
+                    "ok: {} — {} upstreams, {} issuers, {} mapping files, {} resources, versions {}",
+                    conf.display(),
+                    cfg.upstreams.len(),
+                    cfg.issuers.len(),
+                    plan.files,
+                    plan.resources.len(),
+                    plan.versions.supported().join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(d) => {
+                eprint!("{}", d.render());
+                eprintln!("{} error(s)", d.all.len());
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Run {
+            conf,
+            upgrade,
+            daemon,
+            pid_file,
+            upgrade_sock,
+        } => {
+            init_logs();
+            let (cfg, plan) = match server::load(&conf) {
+                Ok(x) => x,
+                Err(d) => {
+                    eprint!("{}", d.render());
+                    return ExitCode::FAILURE;
+                }
+            };
+            match server::run(
+                cfg,
+                plan,
+                PingoraFlags {
+                    upgrade,
+                    daemon,
+                    pid_file,
+                    upgrade_sock,
+                },
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("cannot start: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Demo {
+            listen,
+            admin,
+            conf,
+        } => {
+            init_logs();
+            demo::run(&conf, &listen, &admin)
+        }
+        Cmd::Token {
+            tenant,
+            user,
+            client,
+            scope,
+            ttl,
+            aud,
+            iss,
+            kid,
+            key,
+        } => {
+            let m = Mint {
+                tenant,
+                user,
+                client,
+                scope,
+                ttl,
+                aud,
+                iss,
+                kid,
+            };
+            match token::read_key(&key).and_then(|pem| token::mint(&pem, &m)) {
+                Ok(t) => {
+                    println!("{t}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,951 @@
+//! Raw mapping files → the compiled [`Plan`], with every error located.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use marked_yaml::{Span, Spanned};
+use serde_json::Value;
+
+use super::model::*;
+use super::raw::*;
+use crate::diag::{self, Diags};
+use crate::problem::Kind;
+
+/// Everything the compiler needs to know of the edge config.
+pub struct Context<'a> {
+    pub upstream_names: Vec<&'a str>,
+}
+
+/// Loads every `*.yaml` of `dir` and compiles the plan, or returns every error found.
+pub fn load_dir(dir: &Path, ctx: &Context) -> Result<Plan, Diags> {
+    let mut d = Diags::default();
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect(),
+        Err(e) => {
+            d.file(dir, format!("cannot read mapping directory: {e}"));
+            return Err(d);
+        }
+    };
+    files.sort();
+    let services_path = dir.join("services.yaml");
+    let versions_path = dir.join("versions.yaml");
+    let mut services = HashMap::new();
+    if let Some(node) = diag::load(&services_path, &mut d) {
+        if let Some(raw) = diag::de::<RawServices>(&services_path, &node, &mut d) {
+            for (name, s) in &raw.services {
+                if let Some(svc) = compile_service(&services_path, name, s, ctx, &mut d) {
+                    services.insert(name.clone(), svc);
+                }
+            }
+        }
+    }
+    let mut versions = None;
+    if let Some(node) = diag::load(&versions_path, &mut d) {
+        if let Some(raw) = diag::de::<RawVersions>(&versions_path, &node, &mut d) {
+            versions = compile_versions(&versions_path, &raw, &mut d);
+        }
+    }
+    let mut resources = IndexMap::new();
+    let mut prefixes = HashMap::new();
+    let mut count = 2;
+    for path in files {
+        if path == services_path || path == versions_path {
+            continue;
+        }
+        count += 1;
+        let Some(node) = diag::load(&path, &mut d) else {
+            continue;
+        };
+        let Some(raw) = diag::de::<RawResource>(&path, &node, &mut d) else {
+            continue;
+        };
+        let fields = diag::de_entries::<RawField>(
+            &path,
+            node.as_mapping().and_then(|m| m.get_node("fields")),
+            &mut d,
+        );
+        let actions = diag::de_entries::<RawAction>(
+            &path,
+            node.as_mapping().and_then(|m| m.get_node("actions")),
+            &mut d,
+        );
+        let mut c = Compiler {
+            path: &path,
+            d: &mut d,
+            services: &services,
+        };
+        if let Some(r) = c.resource(&raw, &fields, &actions) {
+            if resources.contains_key(&r.name) {
+                d.at(
+                    &path,
+                    raw.resource.span(),
+                    format!("resource `{}` is declared twice", r.name),
+                );
+                continue;
+            }
+            if let Some(other) = prefixes.insert(r.prefix.clone(), r.name.clone()) {
+                d.at(
+                    &path,
+                    raw.prefix.span(),
+                    format!("prefix `{}` is already used by `{other}`", r.prefix),
+                );
+            }
+            resources.insert(r.name.clone(), Arc::new(r));
+        }
+    }
+    check_refs(&resources, &prefixes, &mut d, dir);
+    match versions {
+        Some(versions) if d.is_empty() => Ok(Plan {
+            resources,
+            services,
+            versions,
+            prefixes,
+            files: count,
+        }),
+        _ => Err(d),
+    }
+}
+
+/// Known prefixes that are not resources of their own.
+const EXTRA_PREFIXES: [&str; 2] = ["usr", "stage"];
+
+fn check_refs(
+    resources: &IndexMap<String, Arc<Resource>>,
+    prefixes: &HashMap<String, String>,
+    d: &mut Diags,
+    dir: &Path,
+) {
+    fn refs(fields: &[Field], out: &mut Vec<(String, String)>) {
+        for f in fields {
+            match &f.codec {
+                Codec::Id { prefix } | Codec::IdList { prefix } => {
+                    out.push((f.name.clone(), prefix.clone()))
+                }
+                Codec::Object { fields, .. } | Codec::List { fields } => refs(fields, out),
+                Codec::Attachment(a) => {
+                    for k in &a.kinds {
+                        out.push((f.name.clone(), k.prefix.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for r in resources.values() {
+        let mut out = Vec::new();
+        refs(&r.fields, &mut out);
+        for (field, prefix) in out {
+            if !prefixes.contains_key(&prefix) && !EXTRA_PREFIXES.contains(&prefix.as_str()) {
+                d.file(
+                    &dir.join(format!("{}.yaml", r.name)),
+                    format!(
+                        "field `{field}` refers to prefix `{prefix}`, which no resource declares"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn slug(path: &Path, s: &Spanned<String>, d: &mut Diags) -> Option<Kind> {
+    let k = Kind::from_slug(s.as_str());
+    if k.is_none() {
+        d.at(
+            path,
+            s.span(),
+            format!(
+                "`{}` is not a problem slug of the public contract",
+                s.as_str()
+            ),
+        );
+    }
+    k
+}
+
+fn pointer(path: &Path, s: &Spanned<String>, d: &mut Diags) -> Option<String> {
+    if !s.is_empty() && !s.starts_with('/') {
+        d.at(
+            path,
+            s.span(),
+            format!("`{}` is not a JSON pointer (start it with /)", s.as_str()),
+        );
+        return None;
+    }
+    Some(s.to_string())
+}
+
+fn compile_service(
+    path: &Path,
+    name: &str,
+    s: &RawService,
+    ctx: &Context,
+    d: &mut Diags,
+) -> Option<Service> {
+    if !ctx.upstream_names.contains(&name) {
+        d.file(
+            path,
+            format!(
+                "service `{name}` has no upstream in the edge config (upstreams: {})",
+                ctx.upstream_names.join(", ")
+            ),
+        );
+    }
+    let text_errors = match s.errors.as_ref().map(|e| e.as_str()) {
+        None | Some("json") => false,
+        Some("text") => true,
+        Some(other) => {
+            if let Some(e) = &s.errors {
+                d.at(
+                    path,
+                    e.span(),
+                    format!("errors: `{other}` must be json or text"),
+                );
+            }
+            false
+        }
+    };
+    let mut codes = HashMap::new();
+    for (code, sl) in &s.codes {
+        if let Some(k) = slug(path, sl, d) {
+            codes.insert(code.clone(), k);
+        }
+    }
+    let mut statuses = HashMap::new();
+    for (st, sl) in &s.statuses {
+        match st.parse::<u16>() {
+            Ok(n) if (400..600).contains(&n) => {
+                if let Some(k) = slug(path, sl, d) {
+                    statuses.insert(n, k);
+                }
+            }
+            _ => d.at(
+                path,
+                sl.span(),
+                format!("`{st}` is not an HTTP error status"),
+            ),
+        }
+    }
+    Some(Service {
+        name: name.to_string(),
+        text_errors,
+        success: s.success.as_ref().and_then(|p| pointer(path, p, d)),
+        result: s.result.as_ref().and_then(|p| pointer(path, p, d)),
+        code: s.code.as_ref().and_then(|p| pointer(path, p, d)),
+        field_errors: s
+            .field_errors
+            .as_ref()
+            .and_then(|f| pointer(path, &f.at, d).map(|p| (p, f.field.clone()))),
+        codes,
+        statuses,
+    })
+}
+
+fn is_date(s: &str) -> bool {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() && s.len() == 10
+}
+
+fn compile_versions(path: &Path, raw: &RawVersions, d: &mut Diags) -> Option<Versions> {
+    let mut releases = Vec::new();
+    for (date, r) in &raw.releases {
+        if !is_date(date) {
+            d.file(path, format!("release `{date}` is not a YYYY-MM-DD date"));
+            continue;
+        }
+        if let Some(s) = &r.sunset {
+            if !is_date(s) {
+                d.at(path, s.span(), "sunset must be a YYYY-MM-DD date");
+            }
+        }
+        releases.push(Release {
+            date: date.clone(),
+            deprecated: r.deprecated,
+            sunset: r.sunset.as_ref().map(|s| s.to_string()),
+            retired: r.retired,
+        });
+    }
+    if !releases
+        .iter()
+        .any(|r| r.date == *raw.current && !r.retired)
+    {
+        d.at(
+            path,
+            raw.current.span(),
+            format!("current `{}` is not a live release", raw.current.as_str()),
+        );
+        return None;
+    }
+    Some(Versions {
+        current: raw.current.to_string(),
+        releases,
+    })
+}
+
+/// A scalar from YAML: marked YAML has only strings, so numbers and booleans are recognised.
+pub fn scalar(s: &str) -> Value {
+    if let Ok(n) = s.parse::<i64>() {
+        return Value::from(n);
+    }
+    if let Ok(f) = s.parse::<f64>() {
+        if s.contains('.') {
+            return Value::from(f);
+        }
+    }
+    match s {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        "null" | "~" => Value::Null,
+        _ => Value::from(s),
+    }
+}
+
+fn template(v: &Value) -> Value {
+    match v {
+        Value::String(s) if s.starts_with('$') => v.clone(),
+        Value::String(s) => scalar(s),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), template(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(template).collect()),
+        other => other.clone(),
+    }
+}
+
+struct Compiler<'a> {
+    path: &'a Path,
+    d: &'a mut Diags,
+    services: &'a HashMap<String, Service>,
+}
+
+impl Compiler<'_> {
+    fn err(&mut self, span: &Span, msg: impl Into<String>) {
+        self.d.at(self.path, span, msg);
+    }
+
+    fn call(&mut self, s: &Spanned<String>, body: Option<&Spanned<Value>>) -> Option<Call> {
+        let (m, rest) = s.split_once(' ').unwrap_or(("", s.as_str()));
+        let method = match m {
+            "GET" => Method::Get,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            _ => {
+                self.err(
+                    s.span(),
+                    format!(
+                        "call `{}` must be `METHOD /path` (GET, POST, PUT, PATCH or DELETE)",
+                        s.as_str()
+                    ),
+                );
+                return None;
+            }
+        };
+        let rest = rest.trim();
+        if !rest.starts_with('/') {
+            self.err(s.span(), "the call's path must start with /");
+            return None;
+        }
+        let (p, q) = rest.split_once('?').unwrap_or((rest, ""));
+        let query = q
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        Some(Call {
+            method,
+            path: p.to_string(),
+            query,
+            body: body.map(|b| template(b)),
+        })
+    }
+
+    fn time_format(&mut self, f: Option<&Spanned<String>>, span: &Span) -> Option<TimeFormat> {
+        let Some(f) = f else {
+            self.err(
+                span,
+                "a timestamp or date needs `format` (epoch_ms, epoch_s, aspnet or sql_utc)",
+            );
+            return None;
+        };
+        Some(match f.as_str() {
+            "epoch_ms" => TimeFormat::EpochMs,
+            "epoch_s" => TimeFormat::EpochS,
+            "aspnet" => TimeFormat::AspNet,
+            "sql_utc" => TimeFormat::SqlUtc,
+            other => {
+                self.err(
+                    f.span(),
+                    format!("format `{other}` is not one of epoch_ms, epoch_s, aspnet, sql_utc"),
+                );
+                return None;
+            }
+        })
+    }
+
+    fn prefix(&mut self, r: Option<&Spanned<String>>, span: &Span, what: &str) -> Option<String> {
+        match r {
+            Some(p) if valid_prefix(p) => Some(p.to_string()),
+            Some(p) => {
+                self.err(
+                    p.span(),
+                    format!("`{}` is not a prefix (lowercase letters)", p.as_str()),
+                );
+                None
+            }
+            None => {
+                self.err(
+                    span,
+                    format!("{what} needs `ref` (the prefix of the ids it holds)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn field(
+        &mut self,
+        name: &str,
+        span: &Span,
+        f: &RawField,
+        search: Option<&FilterStyle>,
+    ) -> Option<Field> {
+        if !valid_name(name) {
+            self.err(span, format!("field name `{name}` must be snake_case"));
+        }
+        let ty = f.ty.as_ref().map(|t| t.as_str()).unwrap_or("string");
+        let tspan = f.ty.as_ref().map(|t| *t.span()).unwrap_or(*span);
+        let scale = f.scale.as_ref().map(|s| **s).unwrap_or(1.0);
+        let codec = match ty {
+            "string" => Codec::String,
+            "integer" => Codec::Integer { scale },
+            "number" => Codec::Number { scale },
+            "boolean" => Codec::Boolean,
+            "decimal" => Codec::Decimal,
+            "string_list" => Codec::StringList,
+            "timestamp" => Codec::Timestamp(self.time_format(f.format.as_ref(), &tspan)?),
+            "date" => Codec::Date(self.time_format(f.format.as_ref(), &tspan)?),
+            "enum" => {
+                let Some(values) = &f.values else {
+                    self.err(
+                        &tspan,
+                        "an enum needs `values` (public value: upstream code)",
+                    );
+                    return None;
+                };
+                let mut to_up = IndexMap::new();
+                for (k, v) in values {
+                    if !valid_name(k) {
+                        self.err(
+                            v.span(),
+                            format!("enum value `{k}` must be lowercase snake_case"),
+                        );
+                    }
+                    to_up.insert(k.clone(), scalar(v));
+                }
+                Codec::Enum { to_up }
+            }
+            "id" => Codec::Id {
+                prefix: self.prefix(f.reference.as_ref(), &tspan, "an id field")?,
+            },
+            "id_list" => Codec::IdList {
+                prefix: self.prefix(f.reference.as_ref(), &tspan, "an id_list field")?,
+            },
+            "object" | "list" => {
+                let Some(sub) = &f.fields else {
+                    self.err(&tspan, format!("an {ty} needs `fields`"));
+                    return None;
+                };
+                let mut fields = Vec::new();
+                for (n, rf) in sub {
+                    let sp = rf.from.as_ref().map(|x| *x.span()).unwrap_or(tspan);
+                    if let Some(fl) = self.field(n, &sp, rf, None) {
+                        fields.push(fl);
+                    }
+                }
+                if ty == "list" {
+                    Codec::List { fields }
+                } else {
+                    let null_unless = match &f.null_unless {
+                        Some(n) => match fields.iter().position(|x| x.name == **n) {
+                            Some(i) => Some(i),
+                            None => {
+                                self.err(
+                                    n.span(),
+                                    format!("null_unless: no sub-field `{}`", n.as_str()),
+                                );
+                                None
+                            }
+                        },
+                        None => None,
+                    };
+                    Codec::Object {
+                        fields,
+                        null_unless,
+                    }
+                }
+            }
+            "attachment" => Codec::Attachment(self.attachment(f, &tspan)?),
+            other => {
+                self.err(&tspan, format!("type `{other}` is unknown (string, integer, number, boolean, decimal, timestamp, date, enum, id, id_list, object, list, string_list, attachment)"));
+                return None;
+            }
+        };
+        let needs_from = !matches!(codec, Codec::Object { .. } | Codec::Attachment(_));
+        let from = match &f.from {
+            Some(p) => Some(UpPath::parse(p)),
+            None if needs_from => {
+                self.err(
+                    span,
+                    format!("field `{name}` needs `from` (where it sits upstream)"),
+                );
+                return None;
+            }
+            None => None,
+        };
+        let access = match (f.read_only, f.create_only) {
+            (true, true) => {
+                self.err(span, "a field cannot be both read_only and create_only");
+                Access::ReadOnly
+            }
+            (true, false) => Access::ReadOnly,
+            (false, true) => Access::CreateOnly,
+            _ => Access::ReadWrite,
+        };
+        let default = f.default.as_ref().map(|d| scalar(d));
+        if let (Some(def), Codec::Enum { to_up }) = (&f.default, &codec) {
+            if !to_up.contains_key(def.as_str()) {
+                self.err(
+                    def.span(),
+                    format!("default `{}` is not one of the enum's values", def.as_str()),
+                );
+            }
+        }
+        let mut filters = Vec::new();
+        if let Some(ops) = &f.filter {
+            let Some(style) = search else {
+                self.err(span, "`filter` needs a `search` operation on the resource");
+                return None;
+            };
+            for o in ops {
+                let Some(op) = Op::parse(o) else {
+                    self.err(
+                        o.span(),
+                        format!(
+                            "operator `{}` is unknown ({})",
+                            o.as_str(),
+                            Op::ALL.map(Op::name).join(", ")
+                        ),
+                    );
+                    continue;
+                };
+                filters.push((
+                    op,
+                    self.filter_target(op, &codec, from.as_ref(), f.params.as_ref(), style),
+                ));
+            }
+        }
+        if let Some(params) = &f.params {
+            for (op, p) in params {
+                if Op::parse(op).is_none() {
+                    self.err(p.span(), format!("params: `{op}` is not an operator"));
+                }
+            }
+        }
+        Some(Field {
+            name: name.to_string(),
+            from,
+            codec,
+            nullable: f.nullable,
+            required: f.required,
+            access,
+            default,
+            filters,
+            sort: f.sort.as_ref().map(|s| s.to_string()),
+            description: f.description.clone(),
+        })
+    }
+
+    fn filter_target(
+        &mut self,
+        op: Op,
+        codec: &Codec,
+        from: Option<&UpPath>,
+        params: Option<&IndexMap<String, Spanned<String>>>,
+        style: &FilterStyle,
+    ) -> FilterTarget {
+        let param = |name: &str| params.and_then(|p| p.get(name)).map(|s| s.to_string());
+        if let Some(p) = param(op.name()) {
+            if p == "local" {
+                return FilterTarget::Local;
+            }
+            return FilterTarget::Param(p);
+        }
+        if matches!(codec, Codec::Attachment(_)) {
+            return if op == Op::Eq {
+                FilterTarget::Attachment
+            } else {
+                FilterTarget::Local
+            };
+        }
+        match style {
+            FilterStyle::WhereList => match (op, from) {
+                (Op::NotHasValue, _) | (_, None) => FilterTarget::Local,
+                (_, Some(f)) => FilterTarget::Where(f.dotted()),
+            },
+            FilterStyle::Params | FilterStyle::Object(_) => match op {
+                Op::Eq => match from {
+                    Some(f) => FilterTarget::Param(f.dotted()),
+                    None => FilterTarget::Local,
+                },
+                Op::Between if param("gte").is_some() || param("lte").is_some() => {
+                    FilterTarget::Range {
+                        low: param("gte"),
+                        high: param("lte"),
+                    }
+                }
+                _ => FilterTarget::Local,
+            },
+        }
+    }
+
+    fn attachment(&mut self, f: &RawField, span: &Span) -> Option<Attachment> {
+        let style_name = f.style.as_ref().map(|s| s.as_str()).unwrap_or("");
+        let style = match style_name {
+            "type_and_id" => match (&f.type_from, &f.id_from) {
+                (Some(t), Some(i)) => AttachStyle::TypeAndId {
+                    type_from: UpPath::parse(t),
+                    id_from: UpPath::parse(i),
+                },
+                _ => {
+                    self.err(span, "style type_and_id needs `type_from` and `id_from`");
+                    return None;
+                }
+            },
+            "associations" => AttachStyle::Associations,
+            _ => {
+                self.err(
+                    span,
+                    "an attachment needs `style`: type_and_id or associations",
+                );
+                return None;
+            }
+        };
+        let Some(raw_kinds) = &f.kinds else {
+            self.err(span, "an attachment needs `kinds`");
+            return None;
+        };
+        let mut kinds = Vec::new();
+        for (name, k) in raw_kinds {
+            let prefix = self.prefix(Some(&k.reference), span, "a kind")?;
+            if matches!(style, AttachStyle::TypeAndId { .. }) && k.code.is_none() {
+                self.err(
+                    k.reference.span(),
+                    format!("kind `{name}` needs `code` (its upstream type code)"),
+                );
+            }
+            if matches!(style, AttachStyle::Associations) && k.from.is_none() {
+                self.err(
+                    k.reference.span(),
+                    format!("kind `{name}` needs `from` (the upstream id list)"),
+                );
+            }
+            kinds.push(AttachKind {
+                name: name.clone(),
+                prefix,
+                code: k.code.as_ref().map(|c| scalar(c)),
+                from: k.from.as_ref().map(|f| UpPath::parse(f)),
+                param: k.param.as_ref().map(|p| p.to_string()),
+            });
+        }
+        Some(Attachment { style, kinds })
+    }
+
+    fn search(&mut self, s: &RawSearch) -> Option<(Search, String)> {
+        let call = self.call(&s.call, None);
+        let filters = match s.filters.as_str() {
+            "where_list" => FilterStyle::WhereList,
+            "params" => FilterStyle::Params,
+            o if o.starts_with("object:") => FilterStyle::Object(o["object:".len()..].to_string()),
+            o => {
+                self.err(
+                    s.filters.span(),
+                    format!("filters `{o}` must be where_list, params or object:<key>"),
+                );
+                return None;
+            }
+        };
+        let sort = match s.sort.as_ref().map(|x| (x.style.as_str(), *x.style.span())) {
+            None => SortStyle::Local,
+            Some(("fixed", _)) => SortStyle::Fixed,
+            Some(("local", _)) => SortStyle::Local,
+            Some((o, _)) if o.starts_with("order_by_list:") => {
+                SortStyle::OrderByList(o["order_by_list:".len()..].to_string())
+            }
+            Some((o, sp)) if o.starts_with("by_param:") => {
+                match o["by_param:".len()..].split_once(',') {
+                    Some((by, desc)) => SortStyle::ByParam {
+                        by: by.to_string(),
+                        desc: desc.to_string(),
+                    },
+                    None => {
+                        self.err(&sp, "by_param needs two names: by_param:<by>,<desc>");
+                        return None;
+                    }
+                }
+            }
+            Some((o, sp)) => {
+                self.err(&sp, format!("sort style `{o}` must be fixed, local, order_by_list:<key> or by_param:<by>,<desc>"));
+                return None;
+            }
+        };
+        let p = &s.paging;
+        let need = |v: &Option<String>, what: &str, c: &mut Self| -> Option<String> {
+            if v.is_none() {
+                c.err(
+                    p.style.span(),
+                    format!("paging style `{}` needs `{what}`", p.style.as_str()),
+                );
+            }
+            v.clone()
+        };
+        let paging = match p.style.as_str() {
+            "offset" => Paging::Offset {
+                offset: need(&p.offset, "offset", self)?,
+                limit: need(&p.limit, "limit", self)?,
+            },
+            "page" => Paging::Page {
+                page: need(&p.page, "page", self)?,
+                size: need(&p.limit, "limit", self)?,
+            },
+            "start_count" => Paging::StartCount {
+                start: need(&p.offset, "offset", self)?,
+                count: need(&p.limit, "limit", self)?,
+                more: need(&p.more.as_ref().map(|m| m.to_string()), "more", self)?,
+            },
+            "token" => Paging::Token {
+                token: need(&p.token, "token", self)?,
+                limit: need(&p.limit, "limit", self)?,
+                next: need(&p.next.as_ref().map(|m| m.to_string()), "next", self)?,
+            },
+            "none" => Paging::None,
+            o => {
+                self.err(
+                    p.style.span(),
+                    format!("paging style `{o}` must be offset, page, start_count, token or none"),
+                );
+                return None;
+            }
+        };
+        let items = pointer(self.path, &s.items, self.d)?;
+        let total = s.total.as_ref().and_then(|t| pointer(self.path, t, self.d));
+        let constants = s
+            .constants
+            .iter()
+            .map(|(k, v)| (k.clone(), scalar(v)))
+            .collect();
+        Some((
+            Search {
+                call: call?,
+                filters,
+                sort,
+                paging,
+                max: p.max.as_ref().map(|m| **m).unwrap_or(100).max(1),
+                window: p.window.as_ref().map(|w| **w),
+                items,
+                total,
+                default_sort: (0, true),
+                constants,
+            },
+            s.default_sort.to_string(),
+        ))
+    }
+
+    fn resource(
+        &mut self,
+        raw: &RawResource,
+        fields: &[(marked_yaml::types::MarkedScalarNode, RawField)],
+        actions: &[(marked_yaml::types::MarkedScalarNode, RawAction)],
+    ) -> Option<Resource> {
+        if !valid_name(&raw.resource) {
+            self.err(
+                raw.resource.span(),
+                "resource must be a snake_case plural noun (contacts)",
+            );
+        }
+        if !valid_prefix(&raw.prefix) {
+            self.err(raw.prefix.span(), "prefix must be lowercase letters (con)");
+        }
+        if !self.services.contains_key(raw.service.as_str()) {
+            self.err(
+                raw.service.span(),
+                format!(
+                    "service `{}` is not declared in services.yaml",
+                    raw.service.as_str()
+                ),
+            );
+        }
+        let id_kind = match raw.id.kind.as_ref().map(|k| k.as_str()) {
+            None | Some("int") => IdKind::Int,
+            Some("string") => IdKind::Str,
+            Some(o) => {
+                if let Some(k) = &raw.id.kind {
+                    self.err(k.span(), format!("id kind `{o}` must be int or string"));
+                }
+                IdKind::Int
+            }
+        };
+        let search = match &raw.search {
+            Some(s) => self.search(s),
+            None => None,
+        };
+        let style = search.as_ref().map(|(s, _)| s.filters.clone());
+        let mut compiled = Vec::new();
+        let mut seen = HashSet::new();
+        for (k, f) in fields {
+            if !seen.insert(k.as_str().to_string()) {
+                self.err(
+                    k.span(),
+                    format!("field `{}` is declared twice", k.as_str()),
+                );
+            }
+            if let Some(fl) = self.field(k.as_str(), k.span(), f, style.as_ref()) {
+                compiled.push(fl);
+            }
+        }
+        let search = search.and_then(|(mut s, default_sort)| {
+            let (name, dir) = default_sort
+                .split_once(' ')
+                .unwrap_or((default_sort.as_str(), "desc"));
+            match compiled.iter().position(|f| {
+                f.name == name
+                    && (f.sort.is_some() || matches!(s.sort, SortStyle::Fixed | SortStyle::Local))
+            }) {
+                Some(i) if dir == "asc" || dir == "desc" => {
+                    s.default_sort = (i, dir == "desc");
+                    Some(s)
+                }
+                _ => {
+                    if let Some(rs) = &raw.search {
+                        self.err(
+                            rs.default_sort.span(),
+                            format!(
+                                "default_sort `{default_sort}` must be `<sortable field> asc|desc`"
+                            ),
+                        );
+                    }
+                    None
+                }
+            }
+        });
+        let mut acts = IndexMap::new();
+        for (k, a) in actions {
+            let mut input = Vec::new();
+            for (n, rf) in a.input.iter().flatten() {
+                if let Some(f) = self.field(n, k.span(), rf, None) {
+                    input.push(f);
+                }
+            }
+            let permission = a
+                .permission
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| format!("{}:edit", raw.permissions.as_str()));
+            if let Some(call) = self.call(&a.call, a.body.as_ref()) {
+                acts.insert(
+                    k.as_str().to_string(),
+                    Action {
+                        name: k.as_str().to_string(),
+                        call,
+                        permission,
+                        input,
+                        description: a.description.clone(),
+                    },
+                );
+            }
+        }
+        let update = match &raw.update {
+            Some(u) => {
+                let call = self.call(&u.call, u.body.as_ref());
+                let strategy = match u.strategy.as_str() {
+                    "partial" => Some(UpdateStrategy::Partial),
+                    "replace" => match (&u.row_version, &u.conflict_code) {
+                        (Some(rv), Some(cc)) => Some(UpdateStrategy::Replace {
+                            row_version: UpPath::parse(rv),
+                            conflict_code: cc.to_string(),
+                        }),
+                        _ => {
+                            self.err(
+                                u.strategy.span(),
+                                "strategy replace needs `row_version` and `conflict_code`",
+                            );
+                            None
+                        }
+                    },
+                    o => {
+                        self.err(
+                            u.strategy.span(),
+                            format!("strategy `{o}` must be partial or replace"),
+                        );
+                        None
+                    }
+                };
+                match (strategy, call) {
+                    (Some(strategy), Some(call)) => Some(Update { strategy, call }),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        let get = raw
+            .get
+            .as_ref()
+            .and_then(|c| self.call(&c.call, c.body.as_ref()));
+        let create = raw
+            .create
+            .as_ref()
+            .and_then(|c| self.call(&c.call, c.body.as_ref()));
+        let delete = raw
+            .delete
+            .as_ref()
+            .and_then(|c| self.call(&c.call, c.body.as_ref()));
+        if raw.search.is_some() && search.is_none() {
+            return None;
+        }
+        Some(Resource {
+            name: raw.resource.to_string(),
+            description: raw.description.clone(),
+            prefix: raw.prefix.to_string(),
+            service: raw.service.to_string(),
+            read_scope: raw.scopes.read.to_string(),
+            write_scope: raw.scopes.write.as_ref().map(|s| s.to_string()),
+            permissions: raw.permissions.to_string(),
+            id_from: UpPath::parse(&raw.id.from),
+            id_kind,
+            fields: compiled,
+            get,
+            create,
+            update,
+            delete,
+            search,
+            actions: acts,
+        })
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn valid_prefix(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 8 && s.chars().all(|c| c.is_ascii_lowercase())
+}

@@ -1,0 +1,12 @@
+//! The mapping engine: the public API declared in `mappings/*.yaml`, compiled into a
+//! [`model::Plan`] that the request path executes (`exec`).
+
+pub mod compile;
+pub mod exec;
+pub mod model;
+pub mod raw;
+pub mod search;
+pub mod transform;
+
+pub use compile::{load_dir, Context};
+pub use model::Plan;

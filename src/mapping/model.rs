@@ -1,0 +1,427 @@
+//! The compiled plan: what the request path reads. Built once per (re)load by `compile`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use crate::problem::Kind;
+
+/// A path into an upstream JSON object (`engagement.timestamp` → ["engagement","timestamp"]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpPath(pub Vec<String>);
+
+impl UpPath {
+    pub fn parse(s: &str) -> UpPath {
+        UpPath(s.split('.').map(str::to_string).collect())
+    }
+
+    pub fn get<'a>(&self, v: &'a Value) -> Option<&'a Value> {
+        let mut cur = v;
+        for seg in &self.0 {
+            cur = cur.get(seg)?;
+        }
+        Some(cur)
+    }
+
+    pub fn set(&self, target: &mut serde_json::Map<String, Value>, value: Value) {
+        let mut cur = target;
+        let (last, parents) = match self.0.split_last() {
+            Some(x) => x,
+            None => return,
+        };
+        for seg in parents {
+            let entry = cur
+                .entry(seg.clone())
+                .or_insert_with(|| Value::Object(Default::default()));
+            if !entry.is_object() {
+                *entry = Value::Object(Default::default());
+            }
+            match entry {
+                Value::Object(m) => cur = m,
+                _ => return,
+            }
+        }
+        cur.insert(last.clone(), value);
+    }
+
+    pub fn dotted(&self) -> String {
+        self.0.join(".")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeFormat {
+    EpochMs,
+    EpochS,
+    AspNet,
+    SqlUtc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadWrite,
+    ReadOnly,
+    CreateOnly,
+}
+
+#[derive(Debug, Clone)]
+pub enum Codec {
+    String,
+    Integer {
+        scale: f64,
+    },
+    Number {
+        scale: f64,
+    },
+    Boolean,
+    /// Public decimal string ↔ upstream JSON number.
+    Decimal,
+    Timestamp(TimeFormat),
+    Date(TimeFormat),
+    Enum {
+        to_up: IndexMap<String, Value>,
+    },
+    Id {
+        prefix: String,
+    },
+    IdList {
+        prefix: String,
+    },
+    Object {
+        fields: Vec<Field>,
+        null_unless: Option<usize>,
+    },
+    List {
+        fields: Vec<Field>,
+    },
+    StringList,
+    Attachment(Attachment),
+}
+
+#[derive(Debug, Clone)]
+pub struct AttachKind {
+    pub name: String,
+    pub prefix: String,
+    pub code: Option<Value>,
+    pub from: Option<UpPath>,
+    pub param: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum AttachStyle {
+    TypeAndId { type_from: UpPath, id_from: UpPath },
+    Associations,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub style: AttachStyle,
+    pub kinds: Vec<AttachKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Eq,
+    Neq,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    Between,
+    In,
+    NotIn,
+    HasValue,
+    NotHasValue,
+    Contains,
+}
+
+impl Op {
+    pub const ALL: [Op; 12] = [
+        Op::Eq,
+        Op::Neq,
+        Op::Lt,
+        Op::Lte,
+        Op::Gt,
+        Op::Gte,
+        Op::Between,
+        Op::In,
+        Op::NotIn,
+        Op::HasValue,
+        Op::NotHasValue,
+        Op::Contains,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Eq => "eq",
+            Op::Neq => "neq",
+            Op::Lt => "lt",
+            Op::Lte => "lte",
+            Op::Gt => "gt",
+            Op::Gte => "gte",
+            Op::Between => "between",
+            Op::In => "in",
+            Op::NotIn => "not_in",
+            Op::HasValue => "has_value",
+            Op::NotHasValue => "not_has_value",
+            Op::Contains => "contains",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|o| o.name() == s)
+    }
+}
+
+/// How one (field, operator) pair reaches the upstream.
+#[derive(Debug, Clone)]
+pub enum FilterTarget {
+    /// crm-core style `where` clause on this upstream field.
+    Where(String),
+    /// One parameter (query string or filter object); for ranges the low and high bounds.
+    Param(String),
+    Range {
+        low: Option<String>,
+        high: Option<String>,
+    },
+    /// The attachment's own parameters (type + id, or one parameter per kind).
+    Attachment,
+    /// The edge filters the public records itself.
+    Local,
+}
+
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub name: String,
+    pub from: Option<UpPath>,
+    pub codec: Codec,
+    pub nullable: bool,
+    pub required: bool,
+    pub access: Access,
+    pub default: Option<Value>,
+    pub filters: Vec<(Op, FilterTarget)>,
+    pub sort: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// One upstream call template.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: Method,
+    /// Path segments; `{id}` marks the internal id.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub enum UpdateStrategy {
+    Partial,
+    Replace {
+        row_version: UpPath,
+        conflict_code: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub strategy: UpdateStrategy,
+    pub call: Call,
+}
+
+#[derive(Debug, Clone)]
+pub enum FilterStyle {
+    WhereList,
+    Params,
+    Object(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum SortStyle {
+    OrderByList(String),
+    ByParam { by: String, desc: String },
+    Fixed,
+    Local,
+}
+
+#[derive(Debug, Clone)]
+pub enum Paging {
+    Offset {
+        offset: String,
+        limit: String,
+    },
+    Page {
+        page: String,
+        size: String,
+    },
+    StartCount {
+        start: String,
+        count: String,
+        more: String,
+    },
+    Token {
+        token: String,
+        limit: String,
+        next: String,
+    },
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Search {
+    pub call: Call,
+    pub filters: FilterStyle,
+    pub sort: SortStyle,
+    pub paging: Paging,
+    pub max: u32,
+    pub window: Option<u32>,
+    pub items: String,
+    pub total: Option<String>,
+    pub default_sort: (usize, bool),
+    pub constants: Vec<(String, Value)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub name: String,
+    pub call: Call,
+    pub permission: String,
+    pub input: Vec<Field>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    Int,
+    Str,
+}
+
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub name: String,
+    pub description: Option<String>,
+    pub prefix: String,
+    pub service: String,
+    pub read_scope: String,
+    pub write_scope: Option<String>,
+    pub permissions: String,
+    pub id_from: UpPath,
+    pub id_kind: IdKind,
+    pub fields: Vec<Field>,
+    pub get: Option<Call>,
+    pub create: Option<Call>,
+    pub update: Option<Update>,
+    pub delete: Option<Call>,
+    pub search: Option<Search>,
+    pub actions: IndexMap<String, Action>,
+}
+
+impl Resource {
+    pub fn field(&self, name: &str) -> Option<(usize, &Field)> {
+        self.fields.iter().enumerate().find(|(_, f)| f.name == name)
+    }
+
+    /// The public pointer of an upstream field name, for upstream validation errors.
+    pub fn pointer_of_upstream(&self, upstream: &str) -> Option<String> {
+        fn walk(fields: &[Field], upstream: &str, prefix: &str) -> Option<String> {
+            for f in fields {
+                if let Some(from) = &f.from {
+                    if from.dotted() == upstream
+                        || from.0.last().map(String::as_str) == Some(upstream)
+                    {
+                        return Some(format!("{prefix}/{}", f.name));
+                    }
+                }
+                if let Codec::Object { fields, .. } = &f.codec {
+                    if let Some(p) = walk(fields, upstream, &format!("{prefix}/{}", f.name)) {
+                        return Some(p);
+                    }
+                }
+                if let Codec::Attachment(a) = &f.codec {
+                    if let AttachStyle::TypeAndId { type_from, id_from } = &a.style {
+                        if type_from.dotted() == upstream || id_from.dotted() == upstream {
+                            return Some(format!("{prefix}/{}", f.name));
+                        }
+                    }
+                }
+            }
+            None
+        }
+        walk(&self.fields, upstream, "")
+    }
+}
+
+/// A legacy service's dialect: how it says "failed" and what its codes mean.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub text_errors: bool,
+    pub success: Option<String>,
+    pub result: Option<String>,
+    pub code: Option<String>,
+    pub field_errors: Option<(String, String)>,
+    pub codes: HashMap<String, Kind>,
+    pub statuses: HashMap<u16, Kind>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub date: String,
+    pub deprecated: bool,
+    pub sunset: Option<String>,
+    pub retired: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Versions {
+    pub current: String,
+    pub releases: Vec<Release>,
+}
+
+impl Versions {
+    pub fn find(&self, date: &str) -> Option<&Release> {
+        self.releases.iter().find(|r| r.date == date && !r.retired)
+    }
+
+    pub fn supported(&self) -> Vec<String> {
+        self.releases
+            .iter()
+            .filter(|r| !r.retired)
+            .map(|r| r.date.clone())
+            .collect()
+    }
+}
+
+/// The whole compiled API. Swapped atomically on reload; requests keep the `Arc` they began with.
+#[derive(Debug)]
+pub struct Plan {
+    pub resources: IndexMap<String, Arc<Resource>>,
+    pub services: HashMap<String, Service>,
+    pub versions: Versions,
+    /// Prefix → resource name, to route references and activities.
+    pub prefixes: HashMap<String, String>,
+    pub files: usize,
+}

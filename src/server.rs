@@ -1,0 +1,123 @@
+//! Starting the edge: config + mappings compiled, the pingora server with the public and
+//! admin listeners, the background task that loads JWKS and reloads mappings on SIGHUP.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use crate::admin::Admin;
+use crate::config::EdgeConfig;
+use crate::diag::Diags;
+use crate::edge::{Edge, Runtime};
+use crate::mapping;
+
+/// Flags passed through to pingora (systemd uses them for upgrades and daemons).
+#[derive(Debug, Clone, Default)]
+pub struct PingoraFlags {
+    pub upgrade: bool,
+    pub daemon: bool,
+    pub pid_file: Option<String>,
+    pub upgrade_sock: Option<String>,
+}
+
+/// Loads the edge config and its mappings, reporting every error of both.
+pub fn load(path: &Path) -> Result<(EdgeConfig, mapping::Plan), Diags> {
+    let cfg = EdgeConfig::load(path)?;
+    let names: Vec<&str> = cfg.upstreams.keys().map(String::as_str).collect();
+    let plan = mapping::load_dir(
+        &cfg.mappings_dir,
+        &mapping::Context {
+            upstream_names: names,
+        },
+    )?;
+    Ok((cfg, plan))
+}
+
+/// A configured port 0 becomes a free port now, so it can be printed and reached.
+fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let l = TcpListener::bind(addr)?;
+    l.local_addr()
+}
+
+struct Background {
+    rt: Arc<Runtime>,
+}
+
+#[async_trait]
+impl BackgroundService for Background {
+    /// Loads the issuers' keys, then reloads the mappings on every SIGHUP until shutdown.
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let n = self.rt.auth.refresh_all().await;
+        tracing::info!(issuers_with_keys = n, "JWKS loaded");
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::error!("cannot listen for SIGHUP; mapping reload is disabled");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => match self.rt.reload() {
+                    Ok(n) => tracing::info!(resources = n, "mappings reloaded"),
+                    Err(d) => tracing::error!(errors = %d.render(), "mapping reload refused; the previous mappings keep serving"),
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Runs the edge until SIGTERM/SIGINT (or SIGQUIT for an upgrade).
+pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std::io::Result<()> {
+    cfg.listen = concrete(cfg.listen)?;
+    cfg.admin = concrete(cfg.admin)?;
+    let conf = ServerConf {
+        threads: cfg.threads,
+        grace_period_seconds: Some(cfg.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(cfg.grace_period.as_secs().max(1)),
+        pid_file: flags
+            .pid_file
+            .clone()
+            .unwrap_or_else(|| "/tmp/prospect-edge.pid".into()),
+        upgrade_sock: flags
+            .upgrade_sock
+            .clone()
+            .unwrap_or_else(|| "/tmp/prospect-edge-upgrade.sock".into()),
+        daemon: flags.daemon,
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade: flags.upgrade,
+        daemon: flags.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+    let (listen, admin_addr) = (cfg.listen, cfg.admin);
+    let rt = Arc::new(Runtime::new(cfg, plan));
+    let mut public = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Edge { rt: rt.clone() },
+        "public",
+    );
+    public.add_tcp(&listen.to_string());
+    let mut admin = Service::new("admin".to_string(), Admin { rt: rt.clone() });
+    admin.add_tcp(&admin_addr.to_string());
+    server.add_service(public);
+    server.add_service(admin);
+    server.add_service(background_service("background", Background { rt }));
+    println!("prospect-edge listening public=http://{listen} admin=http://{admin_addr}");
+    server.run(pingora::server::RunArgs::default());
+    // Give pingora's runtimes a moment to wind down their last connections.
+    std::thread::sleep(Duration::from_millis(10));
+    Ok(())
+}

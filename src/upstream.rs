@@ -1,0 +1,247 @@
+//! Calls to the legacy services: pooled HTTP/1.1 clients, timeouts, and the translation of
+//! each service's dialect (RPC envelopes, error codes, plain-text errors) into either a
+//! payload or a [`Problem`]. No upstream text ever reaches a problem's `detail`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use crate::config::Upstream;
+use crate::mapping::model::{Method, Resource, Service};
+use crate::problem::{FieldError, Kind, Problem};
+
+/// Largest upstream body the edge accepts (a 250-record engagements page fits easily).
+const MAX_UPSTREAM_BODY: usize = 16 * 1024 * 1024;
+
+struct Pool {
+    cfg: Upstream,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// The identity every upstream call carries; only the edge sets these headers.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    pub tenant: u32,
+    pub user: u64,
+    pub request_id: String,
+}
+
+pub struct Upstreams {
+    pools: HashMap<String, Pool>,
+}
+
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Bytes,
+    pub elapsed: Duration,
+}
+
+impl Upstreams {
+    pub fn new(cfgs: impl IntoIterator<Item = Upstream>) -> Upstreams {
+        let pools = cfgs
+            .into_iter()
+            .map(|cfg| {
+                let mut conn = HttpConnector::new();
+                conn.set_connect_timeout(Some(cfg.connect_timeout));
+                conn.set_nodelay(true);
+                conn.enforce_http(true);
+                let client = Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .pool_max_idle_per_host(cfg.pool_idle_per_host)
+                    .build(conn);
+                (cfg.name.clone(), Pool { cfg, client })
+            })
+            .collect();
+        Upstreams { pools }
+    }
+
+    pub fn base(&self, service: &str) -> Option<&str> {
+        self.pools.get(service).map(|p| p.cfg.base.as_str())
+    }
+
+    /// One HTTP call. Transport failures become the matching problem here.
+    pub async fn call(
+        &self,
+        service: &str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        trust: &Trust,
+    ) -> Result<Answer, Problem> {
+        let Some(pool) = self.pools.get(service) else {
+            return Err(Problem::new(
+                Kind::Internal,
+                "No upstream is configured for this operation",
+            ));
+        };
+        let uri = format!("{}{}", pool.cfg.base, path_and_query);
+        let mut req = http::Request::builder()
+            .method(method.as_str())
+            .uri(uri)
+            .header("host", pool.cfg.authority.as_str())
+            .header("accept", "application/json")
+            .header("x-pc-tenant", trust.tenant.to_string())
+            .header("x-pc-user", trust.user.to_string())
+            .header("x-pc-request-id", trust.request_id.as_str());
+        let bytes = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Bytes::from(b)
+            }
+            None => Bytes::new(),
+        };
+        let req = req
+            .body(Full::new(bytes))
+            .map_err(|_| Problem::new(Kind::Internal, "Could not build the upstream request"))?;
+        let started = Instant::now();
+        let fut = async {
+            let resp = pool.client.request(req).await.map_err(|e| {
+                if e.is_connect() {
+                    unavailable()
+                } else {
+                    Problem::new(
+                        Kind::UpstreamError,
+                        "A backing service closed the connection",
+                    )
+                }
+            })?;
+            let status = resp.status().as_u16();
+            let body = Limited::new(resp.into_body(), MAX_UPSTREAM_BODY)
+                .collect()
+                .await
+                .map_err(|_| {
+                    Problem::new(
+                        Kind::UpstreamError,
+                        "A backing service sent an incomplete answer",
+                    )
+                })?
+                .to_bytes();
+            Ok::<_, Problem>((status, body))
+        };
+        match tokio::time::timeout(pool.cfg.timeout, fut).await {
+            Ok(Ok((status, body))) => Ok(Answer {
+                status,
+                body,
+                elapsed: started.elapsed(),
+            }),
+            Ok(Err(p)) => Err(p),
+            Err(_) => Err(Problem::new(
+                Kind::UpstreamTimeout,
+                "A backing service did not answer in time",
+            )),
+        }
+    }
+}
+
+pub fn unavailable() -> Problem {
+    Problem::new(
+        Kind::UpstreamUnavailable,
+        "A backing service is unavailable; retry later",
+    )
+    .with_header("retry-after", "5")
+}
+
+/// Reads one service's answer: the payload of a success, or the problem its error means.
+pub fn interpret(svc: &Service, res: Option<&Resource>, a: &Answer) -> Result<Value, Problem> {
+    let ok_status = (200..300).contains(&a.status);
+    if svc.text_errors && !ok_status {
+        return Err(by_status(svc, a.status));
+    }
+    let json: Option<Value> = if a.body.is_empty() {
+        Some(Value::Null)
+    } else {
+        serde_json::from_slice(&a.body).ok()
+    };
+    let Some(json) = json else {
+        return Err(if ok_status {
+            Problem::new(
+                Kind::UpstreamError,
+                "A backing service answered with something that is not JSON",
+            )
+        } else {
+            by_status(svc, a.status)
+        });
+    };
+    let failed_in_200 = svc
+        .success
+        .as_ref()
+        .is_some_and(|p| json.pointer(p).and_then(Value::as_bool) != Some(true));
+    if ok_status && !failed_in_200 {
+        let payload = match &svc.result {
+            Some(p) => json.pointer(p).cloned().unwrap_or(Value::Null),
+            None => json,
+        };
+        return Ok(payload);
+    }
+    let code = svc
+        .code
+        .as_ref()
+        .and_then(|p| json.pointer(p))
+        .map(|c| match c {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+    let kind = code
+        .as_deref()
+        .and_then(|c| svc.codes.get(c).copied())
+        .or_else(|| svc.statuses.get(&a.status).copied())
+        .unwrap_or_else(|| default_kind(a.status));
+    let mut p = Problem::new(kind, safe_detail(kind));
+    if kind == Kind::InvalidRequest {
+        let mut errors = Vec::new();
+        if let Some((at, member)) = &svc.field_errors {
+            for e in json
+                .pointer(at)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let up = e.get(member).and_then(Value::as_str).unwrap_or_default();
+                let pointer = res
+                    .and_then(|r| r.pointer_of_upstream(up))
+                    .unwrap_or_default();
+                errors.push(FieldError::new(pointer, "was refused by validation"));
+            }
+        }
+        if errors.is_empty() {
+            errors.push(FieldError::new("", "was refused by validation"));
+        }
+        p.errors = errors;
+    }
+    Err(p)
+}
+
+fn by_status(svc: &Service, status: u16) -> Problem {
+    let kind = svc
+        .statuses
+        .get(&status)
+        .copied()
+        .unwrap_or_else(|| default_kind(status));
+    Problem::new(kind, safe_detail(kind))
+}
+
+fn default_kind(status: u16) -> Kind {
+    match status {
+        404 => Kind::NotFound,
+        409 => Kind::Conflict,
+        _ => Kind::UpstreamError,
+    }
+}
+
+fn safe_detail(kind: Kind) -> &'static str {
+    match kind {
+        Kind::NotFound => "No such resource",
+        Kind::Conflict => "The request conflicts with the current state of the resource",
+        Kind::Unprocessable => "The request was refused by a business rule",
+        Kind::InvalidRequest => "The request was refused by validation",
+        Kind::PermissionDenied => "The user's role does not allow this operation",
+        _ => "A backing service could not complete the request",
+    }
+}
