@@ -29,15 +29,27 @@ pub struct PingoraFlags {
 
 /// Loads the edge config and its mappings, reporting every error of both.
 pub fn load(path: &Path) -> Result<(EdgeConfig, mapping::Plan), Diags> {
-    let cfg = EdgeConfig::load(path)?;
-    let names: Vec<&str> = cfg.upstreams.keys().map(String::as_str).collect();
-    let plan = mapping::load_dir(
-        &cfg.mappings_dir,
-        &mapping::Context {
-            upstream_names: names,
+    let cfg = EdgeConfig::load(path);
+    // Even when the edge config has errors, its mappings are checked too: all at once.
+    let (dir, names): (_, Vec<String>) = match &cfg {
+        Ok(c) => (c.mappings_dir.clone(), c.upstreams.keys().cloned().collect()),
+        Err(_) => match crate::config::mapping_hint(path) {
+            Some(h) => h,
+            None => return Err(cfg.err().unwrap_or_default()),
         },
-    )?;
-    Ok((cfg, plan))
+    };
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let plan = mapping::load_dir(&dir, &mapping::Context { upstream_names: names });
+    match (cfg, plan) {
+        (Ok(c), Ok(p)) => Ok((c, p)),
+        (c, p) => {
+            let mut d = c.err().unwrap_or_default();
+            if let Err(pd) = p {
+                d.extend(pd);
+            }
+            Err(d)
+        }
+    }
 }
 
 /// A configured port 0 becomes a free port now, so it can be printed and reached.

@@ -232,6 +232,20 @@ fn issuer(path: &Path, raw: &raw::RawIssuer, d: &mut Diags) -> Option<Issuer> {
     })
 }
 
+/// Where the mappings are and which upstreams exist, read leniently from a config that
+/// failed validation, so that `check` can still report the mapping files' errors.
+pub fn mapping_hint(path: &Path) -> Option<(PathBuf, Vec<String>)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let node = marked_yaml::parse_yaml(0, text).ok()?;
+    let map = node.as_mapping()?;
+    let dir = map.get_scalar("mappings")?.as_str().to_string();
+    let names = map
+        .get_mapping("upstreams")
+        .map(|u| u.keys().map(|k| k.as_str().to_string()).collect())
+        .unwrap_or_default();
+    Some((resolve(path, &dir), names))
+}
+
 impl EdgeConfig {
     /// Loads and validates `edge.yaml`, collecting every error.
     pub fn load(path: &Path) -> Result<EdgeConfig, Diags> {

@@ -1,0 +1,256 @@
+//! A world per test: the legacy CRM simulator and a dev issuer in this process, the real
+//! `prospect-edge` binary as a child process on ephemeral ports, and a small HTTP client.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use prospect_edge::seal::{InternalId, Sealer};
+use prospect_edge::token::{self, Mint};
+use serde_json::Value;
+
+pub const ID_SECRET: &str = "test-only id secret, 32+ bytes long";
+pub const CURSOR_SECRET: &str = "test-only cursor secret, 32+ bytes";
+pub const V: &str = "2026-11-01";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn demo_key() -> String {
+    token::read_key(&repo().join("conf/demo/issuer-key.pem")).expect("demo key")
+}
+
+pub struct Edge {
+    child: Child,
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempdir::Dir,
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Edge {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// A minimal temp dir (removed on drop) so the tests need no extra crate.
+pub mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new(tag: &str) -> Dir {
+            let n: u64 = rand::random();
+            let p = std::env::temp_dir().join(format!("prospect-edge-{tag}-{n:016x}"));
+            std::fs::create_dir_all(&p).expect("temp dir");
+            Dir(p)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub struct World {
+    pub sim: legacy_sim::Sim,
+    pub issuer: legacy_sim::issuer::Issuer,
+    pub edge: Edge,
+    pub sealer: Sealer,
+    key: String,
+    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+/// Copies the shipped mappings into `dst` (tests that edit mappings work on the copy).
+pub fn copy_mappings(dst: &Path) {
+    std::fs::create_dir_all(dst).expect("mkdir");
+    for e in std::fs::read_dir(repo().join("mappings")).expect("mappings") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), dst.join(e.file_name())).expect("copy");
+    }
+}
+
+pub fn edge_config(sim: &legacy_sim::Sim, jwks_url: &str, mappings: &Path) -> String {
+    let mut ups = String::new();
+    for (name, addr) in sim.services() {
+        ups.push_str(&format!(
+            "  {name}: {{ url: \"http://{addr}\", connect_timeout_ms: 500, timeout_ms: 5000 }}\n"
+        ));
+    }
+    format!(
+        "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nthreads: 1\ngrace_period_seconds: 1\n\
+         mappings: {}\npermissions_cache_seconds: 2\n\
+         secrets:\n  ids: {{ demo_value: \"{ID_SECRET}\" }}\n  cursors: {{ demo_value: \"{CURSOR_SECRET}\" }}\n\
+         upstreams:\n{ups}\
+         issuers:\n  - issuer: {}\n    jwks_url: {jwks_url}\n    audience: {}\n    algorithms: [EdDSA, ES256, RS256]\n",
+        mappings.display(),
+        token::DEMO_ISSUER,
+        token::DEMO_AUDIENCE
+    )
+}
+
+/// Starts the edge binary with `config` and waits until its admin listener is ready.
+pub fn spawn_edge(dir: tempdir::Dir, config: &str) -> Edge {
+    let conf = dir.path().join("edge.yaml");
+    std::fs::write(&conf, config).expect("write config");
+    let log = std::fs::File::create(dir.path().join("edge.log")).expect("log file");
+    let n: u64 = rand::random();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prospect-edge"))
+        .arg("run")
+        .arg("-c")
+        .arg(&conf)
+        .arg("--pid-file")
+        .arg(dir.path().join("edge.pid"))
+        .arg("--upgrade-sock")
+        .arg(std::env::temp_dir().join(format!("pe-upgrade-{n:x}.sock")))
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("spawn prospect-edge");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read ready line");
+    let field = |k: &str| -> SocketAddr {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .and_then(|u| u.strip_prefix("http://"))
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {line:?}; log: {}", std::fs::read_to_string(dir.path().join("edge.log")).unwrap_or_default()))
+    };
+    let (public, admin) = (field("public="), field("admin="));
+    // Poll readiness: no sleeps standing in for a signal.
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(admin).is_ok() && std::net::TcpStream::connect(public).is_ok() {
+            return Edge { child, public, admin, dir };
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("edge did not become ready");
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// Asserts a problem+json answer of this status and slug, with a trace id.
+    pub fn assert_problem(&self, status: u16, slug: &str) -> Value {
+        assert_eq!(self.status, status, "body: {}", String::from_utf8_lossy(&self.body));
+        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        let v = self.json();
+        assert_eq!(v["type"], format!("https://papi.trendev.in/problems/{slug}"), "{v}");
+        assert_eq!(v["status"], status);
+        assert_eq!(v["trace_id"].as_str().map(str::len), Some(32));
+        assert_eq!(self.header("trace-id"), v["trace_id"].as_str());
+        v
+    }
+}
+
+impl World {
+    pub async fn start() -> World {
+        World::start_with(|_| {}).await
+    }
+
+    /// Starts everything; `edit` may change the copied mappings before the edge starts.
+    pub async fn start_with(edit: impl FnOnce(&Path)) -> World {
+        let key = demo_key();
+        let sim = legacy_sim::start(legacy_sim::SimConfig::default()).await.expect("simulator");
+        let issuer = legacy_sim::issuer::start_issuer(token::jwks(&key, token::DEMO_KID).expect("jwks"))
+            .await
+            .expect("issuer");
+        let dir = tempdir::Dir::new("edge");
+        let mappings = dir.path().join("mappings");
+        copy_mappings(&mappings);
+        edit(&mappings);
+        let config = edge_config(&sim, &issuer.jwks_url(), &mappings);
+        let edge = tokio::task::block_in_place(|| spawn_edge(dir, &config));
+        World {
+            sim,
+            issuer,
+            edge,
+            sealer: Sealer::new(ID_SECRET.as_bytes(), CURSOR_SECRET.as_bytes()),
+            key,
+            http: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub fn token(&self, tenant: u32, user: u64) -> String {
+        token::mint(&self.key, &Mint::new(tenant, user)).expect("mint")
+    }
+
+    pub fn token_with(&self, m: &Mint) -> String {
+        token::mint(&self.key, m).expect("mint")
+    }
+
+    /// The public id of an internal one, as the edge would seal it for `tenant`.
+    pub fn id(&self, prefix: &str, tenant: u32, internal: i64) -> String {
+        self.sealer.seal_id(prefix, tenant, 0, &InternalId::Int(internal))
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Resp {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{}", self.edge.public, path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).expect("request");
+        let resp = self.http.request(req).await.expect("edge answered");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        Resp { status, headers, body }
+    }
+
+    /// An authenticated JSON call as (tenant, user) with the current version.
+    pub async fn call(&self, tenant: u32, user: u64, method: &str, path: &str, body: Option<Value>) -> Resp {
+        let token = self.token(tenant, user);
+        let auth = format!("Bearer {token}");
+        let mut headers = vec![("authorization", auth.as_str()), ("version", V)];
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        self.raw(method, path, &headers, body.map(|b| serde_json::to_vec(&b).expect("json"))).await
+    }
+
+    pub async fn admin(&self, path: &str) -> Resp {
+        let req = http::Request::builder()
+            .uri(format!("http://{}{}", self.edge.admin, path))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let resp = self.http.request(req).await.expect("admin answered");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        Resp { status, headers, body }
+    }
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests: a real edge (the release binary) against the legacy CRM simulator.
+//! One test binary with modules keeps link time low.
+
+mod harness;
+mod spine;
