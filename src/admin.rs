@@ -38,6 +38,10 @@ impl ServeHttp for Admin {
                     "status": "ready",
                     "resources": plan.resources.len(),
                     "version": plan.versions.current,
+                    "mapping_reloads": {
+                        "ok": crate::metrics::RELOADS.with_label_values(&["ok"]).get(),
+                        "refused": crate::metrics::RELOADS.with_label_values(&["refused"]).get(),
+                    },
                 });
                 reply(200, "application/json", body.to_string().into_bytes())
             }

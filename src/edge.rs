@@ -52,15 +52,23 @@ impl Runtime {
     /// Re-reads and recompiles the mappings; an invalid set is refused and the old plan stays.
     pub fn reload(&self) -> Result<usize, crate::diag::Diags> {
         let names: Vec<&str> = self.cfg.upstreams.keys().map(String::as_str).collect();
-        let plan = mapping::load_dir(
-            &self.cfg.mappings_dir,
-            &mapping::Context {
-                upstream_names: names,
-            },
-        )?;
-        let n = plan.resources.len();
-        self.plan.store(Arc::new(plan));
-        Ok(n)
+        let ctx = mapping::Context {
+            upstream_names: names,
+        };
+        match mapping::load_dir(&self.cfg.mappings_dir, &ctx) {
+            Ok(plan) => {
+                let n = plan.resources.len();
+                self.plan.store(Arc::new(plan));
+                crate::metrics::RELOADS.with_label_values(&["ok"]).inc();
+                Ok(n)
+            }
+            Err(d) => {
+                crate::metrics::RELOADS
+                    .with_label_values(&["refused"])
+                    .inc();
+                Err(d)
+            }
+        }
     }
 }
 
@@ -492,6 +500,14 @@ impl ProxyHttp for Edge {
             Some(i) => (i.tenant, i.client_id.as_str(), i.user),
             None => (0, "", 0),
         };
+        let status = ctx.status;
+        let method = session.req_header().method.as_str();
+        crate::metrics::REQUESTS
+            .with_label_values(&[ctx.route, method, crate::metrics::status_class(status)])
+            .inc();
+        crate::metrics::DURATION
+            .with_label_values(&[ctx.route])
+            .observe(ctx.started.elapsed().as_secs_f64());
         tracing::info!(
             target: "access",
             trace_id = %ctx.trace_id,

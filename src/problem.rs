@@ -155,8 +155,25 @@ impl FieldError {
 }
 
 /// A problem on its way to the client. Only safe, edge-written text goes in `detail`.
+/// Boxed: errors are the cold path, and a small `Result` keeps the hot path lean.
 #[derive(Debug, Clone)]
-pub struct Problem {
+pub struct Problem(Box<ProblemDoc>);
+
+impl std::ops::Deref for Problem {
+    type Target = ProblemDoc;
+    fn deref(&self) -> &ProblemDoc {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut ProblemDoc {
+        &mut self.0
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProblemDoc {
     pub kind: Kind,
     pub detail: String,
     pub errors: Vec<FieldError>,
@@ -168,13 +185,13 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(kind: Kind, detail: impl Into<String>) -> Self {
-        Problem {
+        Problem(Box::new(ProblemDoc {
             kind,
             detail: detail.into(),
             errors: Vec::new(),
             extensions: Map::new(),
             headers: Vec::new(),
-        }
+        }))
     }
 
     pub fn invalid(errors: Vec<FieldError>) -> Self {

@@ -32,14 +32,22 @@ pub fn load(path: &Path) -> Result<(EdgeConfig, mapping::Plan), Diags> {
     let cfg = EdgeConfig::load(path);
     // Even when the edge config has errors, its mappings are checked too: all at once.
     let (dir, names): (_, Vec<String>) = match &cfg {
-        Ok(c) => (c.mappings_dir.clone(), c.upstreams.keys().cloned().collect()),
+        Ok(c) => (
+            c.mappings_dir.clone(),
+            c.upstreams.keys().cloned().collect(),
+        ),
         Err(_) => match crate::config::mapping_hint(path) {
             Some(h) => h,
             None => return Err(cfg.err().unwrap_or_default()),
         },
     };
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let plan = mapping::load_dir(&dir, &mapping::Context { upstream_names: names });
+    let plan = mapping::load_dir(
+        &dir,
+        &mapping::Context {
+            upstream_names: names,
+        },
+    );
     match (cfg, plan) {
         (Ok(c), Ok(p)) => Ok((c, p)),
         (c, p) => {
@@ -112,6 +120,7 @@ pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std
         daemon: flags.daemon,
         ..Opt::default()
     };
+    crate::metrics::init();
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
     let (listen, admin_addr) = (cfg.listen, cfg.admin);

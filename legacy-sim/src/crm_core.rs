@@ -561,7 +561,12 @@ async fn put_company(
     let mut w = st.write();
     let (ten, a) = enter_mut(&mut w, &t)?;
     a.require("companies:edit")?;
-    let before = visible_company(ten, &a, id)?.clone();
+    let mut before = visible_company(ten, &a, id)?.clone();
+    if st.take_interference() {
+        // A concurrent writer got there first (fault injection for read–merge–write tests).
+        before.row_version += 1;
+        ten.companies.insert(id, before.clone());
+    }
     let obj = parse_object(&body).map_err(CoreErr::bad_body)?;
     let mut c = before.clone();
     let mut r = Reader::new(&obj);

@@ -288,6 +288,7 @@ pub(crate) struct Inner {
     pub calls: [AtomicU64; 6],
     pub failing: [AtomicBool; 6],
     pub latency_us: AtomicU64,
+    pub interfere: AtomicU64,
 }
 
 /// A cheap clone handle on the shared in-memory world.
@@ -304,6 +305,7 @@ impl SimState {
                 calls: Default::default(),
                 failing: Default::default(),
                 latency_us: AtomicU64::new(latency.as_micros() as u64),
+                interfere: AtomicU64::new(0),
             }),
         }
     }
@@ -376,6 +378,19 @@ impl SimState {
 
     /// While `failing`, the service answers every request (still counted) with HTTP 500
     /// in its own error format, as when it crashes mid-request. Panics on an unknown name.
+    /// The next `n` company full-replace PUTs meet a concurrent writer: the stored
+    /// `rowVersion` moves on just before theirs is checked, so they answer VERSION_CONFLICT.
+    pub fn interfere_with_company_writes(&self, n: u64) {
+        self.inner.interfere.store(n, Ordering::SeqCst);
+    }
+
+    pub(crate) fn take_interference(&self) -> bool {
+        self.inner
+            .interfere
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
     pub fn fail_service(&self, service: &str, failing: bool) {
         let i = service_index(service).unwrap_or_else(|| panic!("unknown service {service:?}"));
         self.inner.failing[i].store(failing, Ordering::Relaxed);

@@ -388,7 +388,7 @@ impl Exec<'_> {
 
     fn page_locally(
         &self,
-        all: &mut Vec<Value>,
+        all: &mut [Value],
         q: &Query,
         pos: &Pos,
     ) -> (Vec<Value>, Option<Pos>, Option<u64>) {

@@ -239,7 +239,8 @@ fn parse_filter(
         }
     }
     let name = o.get("field").and_then(Value::as_str).unwrap_or("");
-    let Some((idx, field)) = find_filter_field(res, name) else {
+    let Some((idx, field)) = find_filter_field(res, name).filter(|(_, f)| !f.filters.is_empty())
+    else {
         errors.push(FieldError::new(
             at("/field"),
             format!("`{name}` is not a filterable field"),

@@ -399,7 +399,7 @@ pub fn to_upstream(
         }
         let Some(v) = v else { continue };
         if v.is_null() {
-            if !f.nullable || (f.required && mode != WriteMode::Patch) || f.required {
+            if !f.nullable || f.required {
                 errors.push(FieldError::new(ptr, "cannot be null"));
             } else {
                 write_null(f, out);
@@ -414,6 +414,12 @@ pub fn to_upstream(
 
 fn write_null(f: &Field, out: &mut Map<String, Value>) {
     match &f.codec {
+        // An object that is null "unless its key sub-field is set" is cleared through that
+        // sub-field alone (a deal without an amount keeps its currency upstream).
+        Codec::Object {
+            fields,
+            null_unless: Some(i),
+        } => write_null(&fields[*i], out),
         Codec::Object { fields, .. } => {
             for sub in fields {
                 write_null(sub, out);

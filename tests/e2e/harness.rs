@@ -74,6 +74,7 @@ pub mod tempdir {
 
 pub struct World {
     pub sim: legacy_sim::Sim,
+    #[allow(dead_code)] // kept alive for the edge's JWKS fetches
     pub issuer: legacy_sim::issuer::Issuer,
     pub edge: Edge,
     pub sealer: Sealer,
@@ -127,25 +128,36 @@ pub fn spawn_edge(dir: tempdir::Dir, config: &str) -> Edge {
         .stderr(log)
         .spawn()
         .expect("spawn prospect-edge");
-    let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read ready line");
-    let field = |k: &str| -> SocketAddr {
+    if let Some(stdout) = child.stdout.take() {
+        let _ = BufReader::new(stdout).read_line(&mut line);
+    }
+    let field = |k: &str| -> Option<SocketAddr> {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(k))
             .and_then(|u| u.strip_prefix("http://"))
             .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no {k} in {line:?}; log: {}", std::fs::read_to_string(dir.path().join("edge.log")).unwrap_or_default()))
     };
-    let (public, admin) = (field("public="), field("admin="));
-    // Poll readiness: no sleeps standing in for a signal.
-    for _ in 0..500 {
-        if std::net::TcpStream::connect(admin).is_ok() && std::net::TcpStream::connect(public).is_ok() {
-            return Edge { child, public, admin, dir };
+    if let (Some(public), Some(admin)) = (field("public="), field("admin=")) {
+        // Poll readiness: no sleeps standing in for a signal.
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(admin).is_ok()
+                && std::net::TcpStream::connect(public).is_ok()
+            {
+                return Edge {
+                    child,
+                    public,
+                    admin,
+                    dir,
+                };
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("edge did not become ready");
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(dir.path().join("edge.log")).unwrap_or_default();
+    panic!("edge did not become ready: {line:?}; log: {log}");
 }
 
 #[derive(Debug)]
@@ -164,10 +176,22 @@ impl Resp {
     }
     /// Asserts a problem+json answer of this status and slug, with a trace id.
     pub fn assert_problem(&self, status: u16, slug: &str) -> Value {
-        assert_eq!(self.status, status, "body: {}", String::from_utf8_lossy(&self.body));
-        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
         let v = self.json();
-        assert_eq!(v["type"], format!("https://papi.trendev.in/problems/{slug}"), "{v}");
+        assert_eq!(
+            v["type"],
+            format!("https://papi.trendev.in/problems/{slug}"),
+            "{v}"
+        );
         assert_eq!(v["status"], status);
         assert_eq!(v["trace_id"].as_str().map(str::len), Some(32));
         assert_eq!(self.header("trace-id"), v["trace_id"].as_str());
@@ -183,10 +207,13 @@ impl World {
     /// Starts everything; `edit` may change the copied mappings before the edge starts.
     pub async fn start_with(edit: impl FnOnce(&Path)) -> World {
         let key = demo_key();
-        let sim = legacy_sim::start(legacy_sim::SimConfig::default()).await.expect("simulator");
-        let issuer = legacy_sim::issuer::start_issuer(token::jwks(&key, token::DEMO_KID).expect("jwks"))
+        let sim = legacy_sim::start(legacy_sim::SimConfig::default())
             .await
-            .expect("issuer");
+            .expect("simulator");
+        let issuer =
+            legacy_sim::issuer::start_issuer(token::jwks(&key, token::DEMO_KID).expect("jwks"))
+                .await
+                .expect("issuer");
         let dir = tempdir::Dir::new("edge");
         let mappings = dir.path().join("mappings");
         copy_mappings(&mappings);
@@ -213,33 +240,59 @@ impl World {
 
     /// The public id of an internal one, as the edge would seal it for `tenant`.
     pub fn id(&self, prefix: &str, tenant: u32, internal: i64) -> String {
-        self.sealer.seal_id(prefix, tenant, 0, &InternalId::Int(internal))
+        self.sealer
+            .seal_id(prefix, tenant, 0, &InternalId::Int(internal))
     }
 
-    pub async fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Resp {
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Resp {
         let mut req = http::Request::builder()
             .method(method)
             .uri(format!("http://{}{}", self.edge.public, path));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).expect("request");
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .expect("request");
         let resp = self.http.request(req).await.expect("edge answered");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.into_body().collect().await.expect("body").to_bytes();
-        Resp { status, headers, body }
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// An authenticated JSON call as (tenant, user) with the current version.
-    pub async fn call(&self, tenant: u32, user: u64, method: &str, path: &str, body: Option<Value>) -> Resp {
+    pub async fn call(
+        &self,
+        tenant: u32,
+        user: u64,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Resp {
         let token = self.token(tenant, user);
         let auth = format!("Bearer {token}");
         let mut headers = vec![("authorization", auth.as_str()), ("version", V)];
         if body.is_some() {
             headers.push(("content-type", "application/json"));
         }
-        self.raw(method, path, &headers, body.map(|b| serde_json::to_vec(&b).expect("json"))).await
+        self.raw(
+            method,
+            path,
+            &headers,
+            body.map(|b| serde_json::to_vec(&b).expect("json")),
+        )
+        .await
     }
 
     pub async fn admin(&self, path: &str) -> Resp {
@@ -251,6 +304,10 @@ impl World {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.into_body().collect().await.expect("body").to_bytes();
-        Resp { status, headers, body }
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 }

@@ -2,4 +2,6 @@
 //! One test binary with modules keeps link time low.
 
 mod harness;
+mod reload;
+mod resources;
 mod spine;

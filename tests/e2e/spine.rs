@@ -8,14 +8,18 @@ use prospect_edge::token::Mint;
 async fn valid_token_gets_the_contact_in_public_shape() {
     let w = World::start().await;
     let id = w.id("con", 1, 1);
-    let r = w.call(1, 101, "GET", &format!("/v1/contacts/{id}"), None).await;
+    let r = w
+        .call(1, 101, "GET", &format!("/v1/contacts/{id}"), None)
+        .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.header("version"), Some(V));
     assert_eq!(r.header("trace-id").map(str::len), Some(32));
     let d = &r.json()["data"];
     assert_eq!(d["id"], id.as_str());
-    assert!(d["id"].as_str().is_some_and(|s| s.starts_with("con_") && s.len() <= 64));
+    assert!(d["id"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("con_") && s.len() <= 64));
     assert_eq!(d["first_name"], "Ada");
     assert_eq!(d["last_name"], "Lovelace");
     assert_eq!(d["email"], "ada.lovelace1@example.com");
@@ -29,7 +33,19 @@ async fn valid_token_gets_the_contact_in_public_shape() {
     let keys: Vec<&String> = d.as_object().expect("object").keys().collect();
     assert_eq!(
         keys,
-        ["id", "first_name", "last_name", "email", "phone", "job_title", "company_id", "owner_id", "lifecycle_stage", "created_at", "updated_at"]
+        [
+            "id",
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "job_title",
+            "company_id",
+            "owner_id",
+            "lifecycle_stage",
+            "created_at",
+            "updated_at"
+        ]
     );
 }
 
@@ -41,7 +57,10 @@ async fn missing_expired_and_foreign_tokens_are_401_with_a_challenge() {
 
     let r = w.raw("GET", &path, &[("version", V)], None).await;
     r.assert_problem(401, "unauthenticated");
-    assert_eq!(r.header("www-authenticate"), Some(r#"Bearer realm="prospectconnect""#));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(r#"Bearer realm="prospectconnect""#)
+    );
 
     let mut expired = Mint::new(1, 101);
     expired.ttl = -3600;
@@ -51,16 +70,34 @@ async fn missing_expired_and_foreign_tokens_are_401_with_a_challenge() {
     wrong_iss.iss = "https://evil.example".into();
     for m in [expired, wrong_aud, wrong_iss] {
         let auth = format!("Bearer {}", w.token_with(&m));
-        let r = w.raw("GET", &path, &[("authorization", &auth), ("version", V)], None).await;
+        let r = w
+            .raw(
+                "GET",
+                &path,
+                &[("authorization", &auth), ("version", V)],
+                None,
+            )
+            .await;
         r.assert_problem(401, "unauthenticated");
         assert_eq!(
             r.header("www-authenticate"),
             Some(r#"Bearer realm="prospectconnect", error="invalid_token""#)
         );
     }
-    let r = w.raw("GET", &path, &[("authorization", "Bearer not.a.jwt"), ("version", V)], None).await;
+    let r = w
+        .raw(
+            "GET",
+            &path,
+            &[("authorization", "Bearer not.a.jwt"), ("version", V)],
+            None,
+        )
+        .await;
     r.assert_problem(401, "unauthenticated");
-    assert_eq!(w.sim.state().calls("crm-core"), calls_before, "refused requests never reach the upstream");
+    assert_eq!(
+        w.sim.state().calls("crm-core"),
+        calls_before,
+        "refused requests never reach the upstream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,15 +105,47 @@ async fn client_trust_headers_are_ignored() {
     let w = World::start().await;
     let token = format!("Bearer {}", w.token(1, 101));
     let path = format!("/v1/contacts/{}", w.id("con", 1, 1));
-    for (h, v) in [("X-PC-Tenant", "2"), ("x-pc-tenant", "2"), ("X-Pc-User", "201"), ("X-PC-Request-Id", "forged")] {
-        let r = w.raw("GET", &path, &[("authorization", &token), ("version", V), (h, v), ("x-pc-tenant", "2")], None).await;
+    for (h, v) in [
+        ("X-PC-Tenant", "2"),
+        ("x-pc-tenant", "2"),
+        ("X-Pc-User", "201"),
+        ("X-PC-Request-Id", "forged"),
+    ] {
+        let r = w
+            .raw(
+                "GET",
+                &path,
+                &[
+                    ("authorization", &token),
+                    ("version", V),
+                    (h, v),
+                    ("x-pc-tenant", "2"),
+                ],
+                None,
+            )
+            .await;
         assert_eq!(r.status, 200);
-        assert_eq!(r.json()["data"]["first_name"], "Ada", "tenant 1's record, never tenant 2's");
+        assert_eq!(
+            r.json()["data"]["first_name"],
+            "Ada",
+            "tenant 1's record, never tenant 2's"
+        );
     }
     // Tenant 2's contact 1 exists, but a tenant-1 token can never reach it: its id does not
     // open for tenant 1, and a tenant-1 id does not open for tenant 2.
     let t2 = format!("/v1/contacts/{}", w.id("con", 2, 1));
-    let r = w.raw("GET", &t2, &[("authorization", &token), ("version", V), ("x-pc-tenant", "2")], None).await;
+    let r = w
+        .raw(
+            "GET",
+            &t2,
+            &[
+                ("authorization", &token),
+                ("version", V),
+                ("x-pc-tenant", "2"),
+            ],
+            None,
+        )
+        .await;
     r.assert_problem(404, "not-found");
     let r2 = w.call(2, 201, "GET", &path, None).await;
     r2.assert_problem(404, "not-found");
@@ -88,16 +157,38 @@ async fn client_trust_headers_are_ignored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_wrong_methods_and_bad_ids_are_problems() {
     let w = World::start().await;
-    for path in ["/v1/nothing", "/", "/v1/contacts/a/b/c", "/v2/contacts", "/v1/contacts/con_forged"] {
+    for path in [
+        "/v1/nothing",
+        "/",
+        "/v1/contacts/a/b/c",
+        "/v2/contacts",
+        "/v1/contacts/con_forged",
+    ] {
         let r = w.call(1, 101, "GET", path, None).await;
         let p = r.assert_problem(404, "not-found");
         assert_eq!(p["instance"], path);
     }
-    let r = w.call(1, 101, "PUT", &format!("/v1/contacts/{}", w.id("con", 1, 1)), None).await;
+    let r = w
+        .call(
+            1,
+            101,
+            "PUT",
+            &format!("/v1/contacts/{}", w.id("con", 1, 1)),
+            None,
+        )
+        .await;
     r.assert_problem(405, "method-not-allowed");
     assert_eq!(r.header("allow"), Some("GET, PATCH, DELETE"));
     // A contact id is not a company id.
-    let r = w.call(1, 101, "GET", &format!("/v1/companies/{}", w.id("con", 1, 1)), None).await;
+    let r = w
+        .call(
+            1,
+            101,
+            "GET",
+            &format!("/v1/companies/{}", w.id("con", 1, 1)),
+            None,
+        )
+        .await;
     r.assert_problem(404, "not-found");
 }
 
@@ -111,7 +202,10 @@ async fn a_stopped_upstream_is_503_with_retry_after() {
     let p = r.assert_problem(503, "upstream-unavailable");
     assert!(r.header("retry-after").is_some());
     let text = p.to_string();
-    assert!(!text.contains("127.0.0.1") && !text.contains("crm-core"), "no internals leak: {text}");
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains("crm-core"),
+        "no internals leak: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,13 +213,32 @@ async fn version_header_is_required_and_checked() {
     let w = World::start().await;
     let auth = format!("Bearer {}", w.token(1, 101));
     let path = format!("/v1/contacts/{}", w.id("con", 1, 1));
-    w.raw("GET", &path, &[("authorization", &auth)], None).await.assert_problem(400, "version-required");
+    w.raw("GET", &path, &[("authorization", &auth)], None)
+        .await
+        .assert_problem(400, "version-required");
     for bad in ["2026-13-01", "yesterday", "2025-01-01"] {
-        let r = w.raw("GET", &path, &[("authorization", &auth), ("version", bad)], None).await;
+        let r = w
+            .raw(
+                "GET",
+                &path,
+                &[("authorization", &auth), ("version", bad)],
+                None,
+            )
+            .await;
         let p = r.assert_problem(400, "unsupported-version");
-        assert_eq!(p["supported_versions"], serde_json::json!(["2026-05-01", "2026-11-01"]));
+        assert_eq!(
+            p["supported_versions"],
+            serde_json::json!(["2026-05-01", "2026-11-01"])
+        );
     }
-    let r = w.raw("GET", &path, &[("authorization", &auth), ("version", "2026-05-01")], None).await;
+    let r = w
+        .raw(
+            "GET",
+            &path,
+            &[("authorization", &auth), ("version", "2026-05-01")],
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("version"), Some("2026-05-01"));
     assert_eq!(r.header("deprecation"), Some("true"));
@@ -141,14 +254,23 @@ fn check_reports_every_mistake_with_its_location() {
     let text = std::fs::read_to_string(&contacts).expect("read");
     // Mistake 1: an unknown key in a field; mistake 2: an operator that does not exist.
     let text = text
-        .replace("phone: { from: phoneNumber, nullable: true }", "phone: { from: phoneNumber, nullable: true, colour: red }")
-        .replace("filter: [eq, contains, has_value]", "filter: [eq, contains, sounds_like]");
+        .replace(
+            "phone: { from: phoneNumber, nullable: true }",
+            "phone: { from: phoneNumber, nullable: true, colour: red }",
+        )
+        .replace(
+            "filter: [eq, contains, has_value]",
+            "filter: [eq, contains, sounds_like]",
+        );
     std::fs::write(&contacts, text).expect("write");
     // Mistake 3: a listener that is not an address.
     let conf = dir.path().join("edge.yaml");
     let base = std::fs::read_to_string(repo().join("conf/demo/edge.yaml")).expect("demo config");
     let base = base
-        .replace("mappings: ../../mappings", &format!("mappings: {}", maps.display()))
+        .replace(
+            "mappings: ../../mappings",
+            &format!("mappings: {}", maps.display()),
+        )
         .replace("listen: 127.0.0.1:8080", "listen: localhost-eight-thousand");
     std::fs::write(&conf, base).expect("write");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_prospect-edge"))
@@ -158,9 +280,18 @@ fn check_reports_every_mistake_with_its_location() {
         .expect("run check");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("edge.yaml:4:9: listen `localhost-eight-thousand` is not an address"), "{err}");
-    assert!(err.contains("contacts.yaml:18:") && err.contains("unknown key `colour`"), "{err}");
-    assert!(err.contains("contacts.yaml:") && err.contains("operator `sounds_like` is unknown"), "{err}");
+    assert!(
+        err.contains("edge.yaml:4:9: listen `localhost-eight-thousand` is not an address"),
+        "{err}"
+    );
+    assert!(
+        err.contains("contacts.yaml:18:") && err.contains("unknown key `colour`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("contacts.yaml:") && err.contains("operator `sounds_like` is unknown"),
+        "{err}"
+    );
     assert!(err.contains("3 error(s)"), "{err}");
 
     let ok = std::process::Command::new(env!("CARGO_BIN_EXE_prospect-edge"))
@@ -168,6 +299,10 @@ fn check_reports_every_mistake_with_its_location() {
         .arg(repo().join("conf/demo/edge.yaml"))
         .output()
         .expect("run check");
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).starts_with("ok: "));
 }
