@@ -32,6 +32,16 @@ impl ServeHttp for Admin {
                 "application/json",
                 json!({"status": "ok"}).to_string().into_bytes(),
             ),
+            "/readyz" if !self.rt.ready.load(std::sync::atomic::Ordering::Acquire) => reply(
+                503,
+                "application/json",
+                json!({"status": "starting"}).to_string().into_bytes(),
+            ),
+            "/readyz" if !self.rt.ready.load(std::sync::atomic::Ordering::Acquire) => reply(
+                503,
+                "application/json",
+                json!({"status": "starting"}).to_string().into_bytes(),
+            ),
             "/readyz" => {
                 let plan = self.rt.plan.load();
                 let body = json!({

@@ -36,6 +36,8 @@ pub struct Runtime {
     pub sealer: Sealer,
     pub upstreams: Upstreams,
     pub auth: Auth,
+    /// Set once the background task runs (signals handled, keys fetched): `/readyz`.
+    pub ready: std::sync::atomic::AtomicBool,
 }
 
 impl Runtime {
@@ -44,6 +46,7 @@ impl Runtime {
             sealer: Sealer::new(&cfg.id_secret.0, &cfg.cursor_secret.0),
             upstreams: Upstreams::new(cfg.upstreams.values().cloned()),
             auth: Auth::new(&cfg.issuers, cfg.permissions_cache),
+            ready: std::sync::atomic::AtomicBool::new(false),
             plan: ArcSwap::from_pointee(plan),
             cfg,
         }
@@ -284,9 +287,13 @@ impl Edge {
                 Some(res.read_scope.clone()),
                 format!("{}:view", res.permissions),
             ),
-            Operation::Create | Operation::Update(_) => {
-                (res.write_scope.clone(), format!("{}:edit", res.permissions))
-            }
+            Operation::Create => (
+                res.write_scope.clone(),
+                res.create_permission
+                    .clone()
+                    .unwrap_or_else(|| format!("{}:edit", res.permissions)),
+            ),
+            Operation::Update(_) => (res.write_scope.clone(), format!("{}:edit", res.permissions)),
             Operation::Delete(_) => (
                 res.write_scope.clone(),
                 format!("{}:delete", res.permissions),

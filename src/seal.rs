@@ -96,6 +96,46 @@ fn get_varint(bytes: &[u8]) -> Option<u64> {
     None
 }
 
+/// The 16 bytes of a lowercase canonical UUID (`8-4-4-4-12` hex), if `s` is one.
+fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
+    let b = s.as_bytes();
+    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return None;
+    }
+    let hex: Vec<u8> = b.iter().copied().filter(|c| *c != b'-').collect();
+    if hex.len() != 32
+        || !hex
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+    {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let v = |c: u8| {
+            if c.is_ascii_digit() {
+                c - b'0'
+            } else {
+                c - b'a' + 10
+            }
+        };
+        out[i] = v(pair[0]) << 4 | v(pair[1]);
+    }
+    Some(out)
+}
+
+fn uuid_text(b: &[u8]) -> String {
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 /// Zig-zag so that negative ids (never seen, but representable) stay short.
 fn zigzag(n: i64) -> u64 {
     ((n << 1) ^ (n >> 63)) as u64
@@ -125,10 +165,17 @@ impl Sealer {
                 plain.push(1);
                 put_varint(&mut plain, zigzag(*n));
             }
-            InternalId::Str(s) => {
-                plain.push(2);
-                plain.extend_from_slice(s.as_bytes());
-            }
+            InternalId::Str(s) => match uuid_bytes(s) {
+                // Canonical UUIDs (audit's event ids) pack into 16 bytes: ids stay ≤ 64 chars.
+                Some(b) => {
+                    plain.push(3);
+                    plain.extend_from_slice(&b);
+                }
+                None => {
+                    plain.push(2);
+                    plain.extend_from_slice(s.as_bytes());
+                }
+            },
         }
         let aad = id_aad(prefix, tenant);
         let sealed = self
@@ -172,6 +219,7 @@ impl Sealer {
         let id = match tag {
             1 => InternalId::Int(unzigzag(get_varint(body)?)),
             2 => InternalId::Str(String::from_utf8(body.to_vec()).ok()?),
+            3 if body.len() == 16 => InternalId::Str(uuid_text(body)),
             _ => return None,
         };
         Some((kind, id))
@@ -257,6 +305,9 @@ mod tests {
         let act = s.seal_id("act", u32::MAX, 2, &uuid);
         assert!(act.len() <= MAX_ID_LEN, "{} chars", act.len());
         assert_eq!(s.open_id("act", u32::MAX, &act), Some((2, uuid)));
+        let upper = InternalId::Str("NOT-A-UUID".into());
+        let other = s.seal_id("act", 1, 2, &upper);
+        assert_eq!(s.open_id("act", 1, &other), Some((2, upper)));
     }
 
     #[test]

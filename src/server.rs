@@ -77,13 +77,17 @@ struct Background {
 impl BackgroundService for Background {
     /// Loads the issuers' keys, then reloads the mappings on every SIGHUP until shutdown.
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let n = self.rt.auth.refresh_all().await;
-        tracing::info!(issuers_with_keys = n, "JWKS loaded");
+        // The handler goes in first: SIGHUP's default action would end the process.
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
             tracing::error!("cannot listen for SIGHUP; mapping reload is disabled");
             return;
         };
+        let n = self.rt.auth.refresh_all().await;
+        tracing::info!(issuers_with_keys = n, "JWKS loaded");
+        self.rt
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
         loop {
             tokio::select! {
                 _ = hup.recv() => match self.rt.reload() {

@@ -74,12 +74,35 @@ pub fn load_dir(dir: &Path, ctx: &Context) -> Result<Plan, Diags> {
             node.as_mapping().and_then(|m| m.get_node("actions")),
             &mut d,
         );
+        let mut sources = Vec::new();
+        if let Some(map) = node
+            .as_mapping()
+            .and_then(|m| m.get_node("sources"))
+            .and_then(|n| n.as_mapping())
+        {
+            for (name, snode) in map.iter() {
+                let Some(rs) = diag::de::<RawSource>(&path, snode, &mut d) else {
+                    continue;
+                };
+                let sfields = diag::de_entries::<RawField>(
+                    &path,
+                    snode.as_mapping().and_then(|m| m.get_node("fields")),
+                    &mut d,
+                );
+                sources.push((name.as_str().to_string(), rs, sfields));
+            }
+        }
         let mut c = Compiler {
             path: &path,
             d: &mut d,
             services: &services,
         };
-        if let Some(r) = c.resource(&raw, &fields, &actions) {
+        let compiled = if raw.sources.is_some() {
+            c.multi(&raw, &sources)
+        } else {
+            c.resource(&raw, &fields, &actions)
+        };
+        if let Some(r) = compiled {
             if resources.contains_key(&r.name) {
                 d.at(
                     &path,
@@ -110,6 +133,13 @@ pub fn load_dir(dir: &Path, ctx: &Context) -> Result<Plan, Diags> {
         _ => Err(d),
     }
 }
+
+/// One entry of a resource's `sources`: its name, its body and its fields, parsed.
+type SourceEntry = (
+    String,
+    RawSource,
+    Vec<(marked_yaml::types::MarkedScalarNode, RawField)>,
+);
 
 /// Known prefixes that are not resources of their own.
 const EXTRA_PREFIXES: [&str; 2] = ["usr", "stage"];
@@ -303,6 +333,16 @@ pub fn scalar(s: &str) -> Value {
     }
 }
 
+/// A `const` value: JSON when it parses as JSON (`[]`, `{}`), else a scalar.
+fn json_scalar(s: &str) -> Value {
+    if s.starts_with('[') || s.starts_with('{') {
+        if let Ok(v) = serde_json::from_str(s) {
+            return v;
+        }
+    }
+    scalar(s)
+}
+
 fn template(v: &Value) -> Value {
     match v {
         Value::String(s) if s.starts_with('$') => v.clone(),
@@ -430,6 +470,7 @@ impl Compiler<'_> {
             "boolean" => Codec::Boolean,
             "decimal" => Codec::Decimal,
             "string_list" => Codec::StringList,
+            "json" => Codec::Json,
             "timestamp" => Codec::Timestamp(self.time_format(f.format.as_ref(), &tspan)?),
             "date" => Codec::Date(self.time_format(f.format.as_ref(), &tspan)?),
             "enum" => {
@@ -493,12 +534,56 @@ impl Compiler<'_> {
                 }
             }
             "attachment" => Codec::Attachment(self.attachment(f, &tspan)?),
+            "const" => match &f.value {
+                Some(v) => Codec::Const(json_scalar(v)),
+                None => {
+                    self.err(&tspan, "a const needs `value`");
+                    return None;
+                }
+            },
+            "variant" => {
+                let key = match (&f.by, &f.on) {
+                    (Some(b), None) => VariantKey::Public(b.to_string()),
+                    (None, Some(o)) => VariantKey::Upstream(UpPath::parse(o)),
+                    _ => {
+                        self.err(&tspan, "a variant needs exactly one of `by` (a public field) or `on` (an upstream field)");
+                        return None;
+                    }
+                };
+                let Some(raw_cases) = &f.cases else {
+                    self.err(&tspan, "a variant needs `cases`");
+                    return None;
+                };
+                let mut cases = Vec::new();
+                let mut fallback = None;
+                for (k, rf) in raw_cases {
+                    let sp = rf.ty.as_ref().map(|x| *x.span()).unwrap_or(tspan);
+                    let Some(mut cf) = self.field(name, &sp, rf, None) else {
+                        continue;
+                    };
+                    cf.nullable = true;
+                    if k == "_" {
+                        fallback = Some(Box::new(cf));
+                    } else {
+                        cases.push((scalar(k), cf));
+                    }
+                }
+                Codec::Variant(Variant {
+                    key,
+                    cases,
+                    fallback,
+                })
+            }
             other => {
                 self.err(&tspan, format!("type `{other}` is unknown (string, integer, number, boolean, decimal, timestamp, date, enum, id, id_list, object, list, string_list, attachment)"));
                 return None;
             }
         };
-        let needs_from = !matches!(codec, Codec::Object { .. } | Codec::Attachment(_));
+        let needs_from = !matches!(
+            codec,
+            Codec::Object { .. } | Codec::Attachment(_) | Codec::Variant(_) | Codec::Const(_)
+        );
+        let read_only_codec = matches!(codec, Codec::Const(_) | Codec::Json);
         let from = match &f.from {
             Some(p) => Some(UpPath::parse(p)),
             None if needs_from => {
@@ -510,7 +595,7 @@ impl Compiler<'_> {
             }
             None => None,
         };
-        let access = match (f.read_only, f.create_only) {
+        let access = match (f.read_only || read_only_codec, f.create_only) {
             (true, true) => {
                 self.err(span, "a field cannot be both read_only and create_only");
                 Access::ReadOnly
@@ -734,6 +819,7 @@ impl Compiler<'_> {
                 token: need(&p.token, "token", self)?,
                 limit: need(&p.limit, "limit", self)?,
                 next: need(&p.next.as_ref().map(|m| m.to_string()), "next", self)?,
+                more: p.more.as_ref().map(|m| m.to_string()),
             },
             "none" => Paging::None,
             o => {
@@ -768,6 +854,172 @@ impl Compiler<'_> {
         ))
     }
 
+    fn check_service(&mut self, service: &Spanned<String>) {
+        if !self.services.contains_key(service.as_str()) {
+            self.err(
+                service.span(),
+                format!(
+                    "service `{}` is not declared in services.yaml",
+                    service.as_str()
+                ),
+            );
+        }
+    }
+
+    fn id_kind(&mut self, id: &RawId) -> IdKind {
+        match id.kind.as_ref().map(|k| k.as_str()) {
+            None | Some("int") => IdKind::Int,
+            Some("string") => IdKind::Str,
+            Some(o) => {
+                if let Some(k) = &id.kind {
+                    self.err(k.span(), format!("id kind `{o}` must be int or string"));
+                }
+                IdKind::Int
+            }
+        }
+    }
+
+    /// A resource served by several sources: each source compiles like a single-source
+    /// resource; the public schema is the first source's fields with every source's filters.
+    fn multi(
+        &mut self,
+        raw: &RawResource,
+        sources: &[SourceEntry],
+    ) -> Option<Resource> {
+        if raw.service.is_some() || raw.id.is_some() || raw.fields.is_some() || raw.search.is_some()
+        {
+            self.err(
+                raw.resource.span(),
+                "a resource with `sources` declares service, id, fields and operations per source",
+            );
+        }
+        let Some(merge_sort) = &raw.merge_sort else {
+            self.err(
+                raw.resource.span(),
+                "a resource with `sources` needs `merge_sort`",
+            );
+            return None;
+        };
+        let mut compiled: Vec<Arc<Resource>> = Vec::new();
+        for (name, rs, fields) in sources {
+            self.check_service(&rs.service);
+            let id_kind = self.id_kind(&rs.id);
+            let search = rs.search.as_ref().and_then(|s| self.search(s));
+            let style = search.as_ref().map(|(s, _)| s.filters.clone());
+            let mut fl = Vec::new();
+            for (k, f) in fields {
+                if let Some(field) = self.field(k.as_str(), k.span(), f, style.as_ref()) {
+                    fl.push(field);
+                }
+            }
+            if compiled.iter().any(|c| c.kind == *rs.kind) || *rs.kind == 0 {
+                self.err(
+                    rs.kind.span(),
+                    format!("source `{name}`: kind must be unique and 1..=255"),
+                );
+            }
+            let search = search.and_then(|(mut s, _)| {
+                match fl.iter().position(|f| f.name == **merge_sort) {
+                    Some(i) => {
+                        s.default_sort = (i, true);
+                        Some(s)
+                    }
+                    None => {
+                        self.err(
+                            merge_sort.span(),
+                            format!("source `{name}` has no field `{}`", merge_sort.as_str()),
+                        );
+                        None
+                    }
+                }
+            });
+            let keep_if_present = rs.keep_if_present.as_ref().map(|k| k.to_string());
+            compiled.push(Arc::new(Resource {
+                name: raw.resource.to_string(),
+                description: rs.description.clone(),
+                prefix: raw.prefix.to_string(),
+                service: rs.service.to_string(),
+                read_scope: raw.scopes.read.to_string(),
+                write_scope: raw.scopes.write.as_ref().map(|s| s.to_string()),
+                permissions: raw.permissions.to_string(),
+                id_from: UpPath::parse(&rs.id.from),
+                id_kind,
+                fields: fl,
+                get: rs
+                    .get
+                    .as_ref()
+                    .and_then(|c| self.call(&c.call, c.body.as_ref())),
+                create: rs
+                    .create
+                    .as_ref()
+                    .and_then(|c| self.call(&c.call, c.body.as_ref())),
+                update: None,
+                delete: None,
+                search,
+                actions: IndexMap::new(),
+                kind: *rs.kind,
+                sources: Vec::new(),
+                keep_if_present,
+                create_permission: raw.create_permission.as_ref().map(|p| p.to_string()),
+            }));
+        }
+        let first = compiled.first()?.clone();
+        let mut fields = first.fields.clone();
+        for f in &mut fields {
+            for other in compiled.iter().skip(1) {
+                if let Some((_, of)) = other.field(&f.name) {
+                    // The public enum is every source's values together.
+                    if let Codec::Enum { to_up } = &mut f.codec {
+                        match &of.codec {
+                            Codec::Const(Value::String(c)) => {
+                                to_up.entry(c.clone()).or_insert(Value::Null);
+                            }
+                            Codec::Enum { to_up: other_up } => {
+                                for k in other_up.keys() {
+                                    to_up.entry(k.clone()).or_insert(Value::Null);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    for (op, _) in &of.filters {
+                        if !f.filters.iter().any(|(o, _)| o == op) {
+                            f.filters.push((*op, FilterTarget::Local));
+                        }
+                    }
+                }
+            }
+        }
+        let sort_idx = fields.iter().position(|f| f.name == **merge_sort)?;
+        let search = first.search.clone().map(|mut s| {
+            s.sort = SortStyle::Fixed;
+            s.default_sort = (sort_idx, true);
+            s
+        });
+        Some(Resource {
+            name: raw.resource.to_string(),
+            description: raw.description.clone(),
+            prefix: raw.prefix.to_string(),
+            service: first.service.clone(),
+            read_scope: raw.scopes.read.to_string(),
+            write_scope: raw.scopes.write.as_ref().map(|s| s.to_string()),
+            permissions: raw.permissions.to_string(),
+            id_from: first.id_from.clone(),
+            id_kind: first.id_kind,
+            fields,
+            get: compiled.iter().find_map(|c| c.get.clone()),
+            create: compiled.iter().find_map(|c| c.create.clone()),
+            update: None,
+            delete: None,
+            search,
+            actions: IndexMap::new(),
+            kind: 0,
+            sources: compiled,
+            keep_if_present: None,
+            create_permission: raw.create_permission.as_ref().map(|p| p.to_string()),
+        })
+    }
+
     fn resource(
         &mut self,
         raw: &RawResource,
@@ -783,25 +1035,15 @@ impl Compiler<'_> {
         if !valid_prefix(&raw.prefix) {
             self.err(raw.prefix.span(), "prefix must be lowercase letters (con)");
         }
-        if !self.services.contains_key(raw.service.as_str()) {
+        let (Some(service), Some(id), Some(_)) = (&raw.service, &raw.id, &raw.fields) else {
             self.err(
-                raw.service.span(),
-                format!(
-                    "service `{}` is not declared in services.yaml",
-                    raw.service.as_str()
-                ),
+                raw.resource.span(),
+                "a resource needs `service`, `id` and `fields` (or `sources`)",
             );
-        }
-        let id_kind = match raw.id.kind.as_ref().map(|k| k.as_str()) {
-            None | Some("int") => IdKind::Int,
-            Some("string") => IdKind::Str,
-            Some(o) => {
-                if let Some(k) = &raw.id.kind {
-                    self.err(k.span(), format!("id kind `{o}` must be int or string"));
-                }
-                IdKind::Int
-            }
+            return None;
         };
+        self.check_service(service);
+        let id_kind = self.id_kind(id);
         let search = match &raw.search {
             Some(s) => self.search(s),
             None => None,
@@ -923,12 +1165,16 @@ impl Compiler<'_> {
             name: raw.resource.to_string(),
             description: raw.description.clone(),
             prefix: raw.prefix.to_string(),
-            service: raw.service.to_string(),
+            service: service.to_string(),
             read_scope: raw.scopes.read.to_string(),
             write_scope: raw.scopes.write.as_ref().map(|s| s.to_string()),
             permissions: raw.permissions.to_string(),
-            id_from: UpPath::parse(&raw.id.from),
+            id_from: UpPath::parse(&id.from),
             id_kind,
+            kind: 0,
+            sources: Vec::new(),
+            keep_if_present: None,
+            create_permission: raw.create_permission.as_ref().map(|p| p.to_string()),
             fields: compiled,
             get,
             create,

@@ -60,7 +60,35 @@ impl Exec<'_> {
     fn open(&self, public_id: &str) -> Result<InternalId, Problem> {
         self.sealer
             .open_id(&self.res.prefix, self.trust.tenant, public_id)
+            .filter(|(kind, _)| *kind == self.res.kind)
             .map(|(_, id)| id)
+            .ok_or_else(Problem::not_found)
+    }
+
+    /// The same execution on one source of a multi-source resource.
+    fn on<'b>(&'b self, res: &'b Resource) -> Exec<'b> {
+        Exec {
+            plan: self.plan,
+            res,
+            sealer: self.sealer,
+            upstreams: self.upstreams,
+            trust: self.trust,
+            client_id: self.client_id,
+            version: self.version,
+        }
+    }
+
+    /// The source a public id belongs to (by the kind sealed into it).
+    fn source_of(&self, public_id: &str) -> Result<&Resource, Problem> {
+        let (kind, _) = self
+            .sealer
+            .open_id(&self.res.prefix, self.trust.tenant, public_id)
+            .ok_or_else(Problem::not_found)?;
+        self.res
+            .sources
+            .iter()
+            .find(|s| s.kind == kind)
+            .map(|s| s.as_ref())
             .ok_or_else(Problem::not_found)
     }
 
@@ -105,7 +133,7 @@ impl Exec<'_> {
             None => call
                 .body
                 .as_ref()
-                .map(|t| transform::fill_template(t, id, record)),
+                .map(|t| transform::fill_template(t, id, record, self.trust.user)),
         };
         let body = body.map(|b| serde_json::to_vec(&b).unwrap_or_default());
         self.upstreams
@@ -128,6 +156,10 @@ impl Exec<'_> {
     }
 
     pub async fn get(&self, public_id: &str) -> Result<Done, Problem> {
+        if !self.res.sources.is_empty() {
+            let src = self.source_of(public_id)?;
+            return Box::pin(self.on(src).get(public_id)).await;
+        }
         let call = self.res.get.as_ref().ok_or_else(not_allowed)?;
         let id = self.open(public_id)?;
         let rec = self.call(call, Some(&id), &Map::new(), &[]).await?;
@@ -139,6 +171,9 @@ impl Exec<'_> {
     }
 
     pub async fn create(&self, body: Option<&Value>) -> Result<Done, Problem> {
+        if let Some(src) = self.res.sources.iter().find(|s| s.create.is_some()) {
+            return Box::pin(self.on(src).create(body)).await;
+        }
         let call = self.res.create.as_ref().ok_or_else(not_allowed)?;
         let obj = self.object(body)?;
         let mut errors = Vec::new();
@@ -231,7 +266,7 @@ impl Exec<'_> {
                 ));
             };
             let body = match &upd.call.body {
-                Some(t) => transform::fill_template(t, Some(id), &full),
+                Some(t) => transform::fill_template(t, Some(id), &full, self.trust.user),
                 None => Value::Object(full.clone()),
             };
             let answer = self
@@ -305,6 +340,9 @@ impl Exec<'_> {
         let s = self.res.search.as_ref().ok_or_else(not_allowed)?;
         let mut q = search::parse(self.res, s, body)?;
         let now = chrono::Utc::now().timestamp();
+        if !self.res.sources.is_empty() {
+            return self.search_merged(q, now).await;
+        }
         let mut pos = Pos::Offset(0);
         if let Some(c) = &q.cursor {
             let raw = self
@@ -372,7 +410,9 @@ impl Exec<'_> {
             let mut data: Vec<Value> = items
                 .iter()
                 .map(|r| self.public(r))
-                .filter(|p| t.local.iter().all(|f| search::local_match(self.res, f, p)))
+                .filter(|p| {
+                    self.keep(p) && t.local.iter().all(|f| search::local_match(self.res, f, p))
+                })
                 .collect();
             if let Paging::None = s.paging {
                 return Ok(self.page_locally(&mut data, q, &pos));
@@ -528,14 +568,313 @@ impl Exec<'_> {
                     .unwrap_or(false);
                 (more && got > 0).then_some(Pos::Offset(offset + got))
             }
-            Paging::Token { next, .. } => match payload.pointer(next) {
-                Some(Value::Null) | None => None,
-                Some(v) if got > 0 => Some(Pos::Token(Some(text(v)))),
-                Some(_) => None,
-            },
+            Paging::Token { next, more, .. } => {
+                let more = more
+                    .as_ref()
+                    .is_none_or(|m| payload.pointer(m).and_then(Value::as_bool) == Some(true));
+                match payload.pointer(next) {
+                    Some(Value::Null) | None => None,
+                    Some(v) if got > 0 && more => Some(Pos::Token(Some(text(v)))),
+                    Some(_) => None,
+                }
+            }
             Paging::None => None,
         };
         Ok((items, next, total))
+    }
+}
+
+impl Exec<'_> {
+    fn keep(&self, public: &Value) -> bool {
+        match &self.res.keep_if_present {
+            Some(f) => public.get(f).is_some_and(|v| !v.is_null()),
+            None => true,
+        }
+    }
+
+    /// A search over every source, merged newest first by the merge field. The cursor keeps,
+    /// per source, the upstream page it is in and how many of that page's records were used.
+    async fn search_merged(&self, q: Query, now: i64) -> Result<Done, Problem> {
+        let sort_name = self.res.fields[q.sort.0].name.clone();
+        let mut states: Vec<SourcePos> = match &q.cursor {
+            Some(c) => {
+                let raw = self
+                    .sealer
+                    .open_cursor(&self.binding(), now, CURSOR_MAX_AGE_S, c)
+                    .ok_or_else(search::invalid_cursor)?;
+                let state: Value =
+                    serde_json::from_slice(&raw).map_err(|_| search::invalid_cursor())?;
+                state
+                    .get("s")
+                    .and_then(Value::as_array)
+                    .filter(|a| a.len() == self.res.sources.len())
+                    .ok_or_else(search::invalid_cursor)?
+                    .iter()
+                    .map(SourcePos::from_json)
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(search::invalid_cursor)?
+            }
+            None => self
+                .res
+                .sources
+                .iter()
+                .map(|_| SourcePos::start())
+                .collect(),
+        };
+        let mut q = q;
+        if let Some(c) = &q.cursor {
+            let raw = self
+                .sealer
+                .open_cursor(&self.binding(), now, CURSOR_MAX_AGE_S, c);
+            let state: Value = raw
+                .and_then(|r| serde_json::from_slice(&r).ok())
+                .unwrap_or(Value::Null);
+            let (filters, sort) =
+                Query::restore(self.res, &state["q"]).ok_or_else(search::invalid_cursor)?;
+            if (q.sent_filters && filters != q.filters) || (q.sent_sort && sort != q.sort) {
+                return Err(search::invalid_cursor());
+            }
+            q.filters = filters;
+            q.sort = sort;
+            q.limit = state["l"].as_u64().map(|l| l as u32).unwrap_or(q.limit);
+        }
+        let limit = q.limit as usize;
+        // Candidates per source: (merge key, public record, raw index from the source's position).
+        let mut candidates: Vec<Vec<(String, Value, usize)>> = Vec::new();
+        let mut floors: Vec<Option<String>> = Vec::new();
+        let mut scanned: Vec<Vec<Page>> = Vec::new();
+        for (i, src) in self.res.sources.iter().enumerate() {
+            let exec = self.on(src);
+            let sub = match self.source_query(src, &q) {
+                Some(sub) if !states[i].done => sub,
+                _ => {
+                    candidates.push(Vec::new());
+                    floors.push(None);
+                    scanned.push(Vec::new());
+                    states[i].done = true;
+                    continue;
+                }
+            };
+            let (c, floor, pages) = exec
+                .source_candidates(&sub, &states[i], limit, &sort_name)
+                .await?;
+            candidates.push(c);
+            floors.push(floor);
+            scanned.push(pages);
+        }
+        // A source that stopped early (scan budget) bounds how old the page may go.
+        let floor = floors.iter().flatten().max().cloned();
+        let counts: Vec<usize> = candidates.iter().map(Vec::len).collect();
+        let mut merged: Vec<(String, usize, usize, Value)> = Vec::new();
+        for (si, list) in candidates.into_iter().enumerate() {
+            for (key, rec, raw_idx) in list {
+                if floor.as_ref().is_none_or(|f| &key >= f) {
+                    merged.push((key, si, raw_idx, rec));
+                }
+            }
+        }
+        merged.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then_with(|| a.1.cmp(&b.1))
+                .then_with(|| a.2.cmp(&b.2))
+        });
+        merged.truncate(limit);
+        let mut used_upto: Vec<Option<usize>> = vec![None; states.len()];
+        for (_, si, raw_idx, _) in &merged {
+            used_upto[*si] = Some(used_upto[*si].map_or(*raw_idx, |u: usize| u.max(*raw_idx)));
+        }
+        for (si, st) in states.iter_mut().enumerate() {
+            if st.done {
+                continue;
+            }
+            let pages = &scanned[si];
+            let total_raw: usize = pages.iter().map(|p| p.len).sum();
+            let exhausted = pages.last().is_some_and(|p| p.next.is_none());
+            // Records of a source before its last merged one were merged or filtered out; a
+            // source with no candidates at all had only filtered-out records in its scan.
+            let consumed = match used_upto[si] {
+                Some(u) => u + 1,
+                None if counts[si] == 0 => total_raw,
+                None => 0,
+            };
+            if consumed >= total_raw && exhausted {
+                st.done = true;
+                continue;
+            }
+            let mut left = consumed;
+            for p in pages {
+                if left < p.len {
+                    st.skip += left;
+                    break;
+                }
+                left -= p.len;
+                st.token = p.next.clone();
+                st.skip = 0;
+            }
+        }
+        let data: Vec<Value> = merged.into_iter().map(|m| m.3).collect();
+        let more = states.iter().any(|s| !s.done);
+        let cursor = more.then(|| {
+            let state = json!({
+                "q": q.canonical(self.res),
+                "s": states.iter().map(SourcePos::to_json).collect::<Vec<_>>(),
+                "l": q.limit,
+            });
+            self.sealer.seal_cursor(
+                &self.binding(),
+                now,
+                &serde_json::to_vec(&state).unwrap_or_default(),
+            )
+        });
+        Ok(page(data, cursor, None))
+    }
+
+    /// The query as one source sees it: filters re-resolved against the source's own fields;
+    /// `None` when a filter on a constant field excludes the source altogether.
+    fn source_query(&self, src: &Resource, q: &Query) -> Option<Query> {
+        let mut filters = Vec::new();
+        for f in &q.filters {
+            let name = &self.res.fields[f.field].name;
+            let (idx, field) = src.field(name)?;
+            if let Codec::Const(c) = &field.codec {
+                let probe = json!({ name.as_str(): c });
+                let mut g = f.clone();
+                g.field = idx;
+                if !search::local_match(src, &g, &probe) {
+                    return None;
+                }
+                continue;
+            }
+            let mut g = f.clone();
+            g.field = idx;
+            // Enum values this source cannot hold: `eq` excludes the source, `in` drops them.
+            if let Codec::Enum { to_up } = &field.codec {
+                let known = |v: &Value| v.as_str().is_some_and(|s| to_up.contains_key(s));
+                match g.op {
+                    Op::Eq if !known(&g.value) => return None,
+                    Op::In => {
+                        g.values.retain(known);
+                        if g.values.is_empty() {
+                            return None;
+                        }
+                    }
+                    Op::NotIn => g.values.retain(known),
+                    _ => {}
+                }
+            }
+            filters.push(g);
+        }
+        let (sort_idx, _) = src.field(&self.res.fields[q.sort.0].name)?;
+        Some(Query {
+            filters,
+            sort: (sort_idx, true),
+            limit: q.limit,
+            cursor: None,
+            sent_filters: false,
+            sent_sort: false,
+        })
+    }
+
+    /// Up to `limit` records of this source from its position, newest first, and the pages
+    /// scanned. The floor is the oldest key scanned when the scan budget ran out first.
+    async fn source_candidates(
+        &self,
+        q: &Query,
+        pos: &SourcePos,
+        limit: usize,
+        sort_name: &str,
+    ) -> Result<(Vec<(String, Value, usize)>, Option<String>, Vec<Page>), Problem> {
+        const BUDGET: usize = 6;
+        let s = self.res.search.as_ref().ok_or_else(not_allowed)?;
+        let t = search::translate(self.res, &self.ctx(), &q.filters)?;
+        let mut out = Vec::new();
+        let mut pages = Vec::new();
+        let mut token = pos.token.clone();
+        let mut raw_base = 0usize;
+        let mut skip = pos.skip;
+        let mut last_key = None;
+        for _ in 0..BUDGET {
+            let p = match &token {
+                Some(t) => Pos::Token(Some(t.clone())),
+                None => Pos::Token(None),
+            };
+            let (items, next, _) = self.fetch(s, q, &t, &p).await?;
+            let len = items.len();
+            for (j, r) in items.iter().enumerate().skip(skip) {
+                let public = self.public(r);
+                let key = public
+                    .get(sort_name)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                last_key = Some(key.clone());
+                if self.keep(&public)
+                    && t.local
+                        .iter()
+                        .all(|f| search::local_match(self.res, f, &public))
+                {
+                    out.push((key, public, raw_base + j - skip));
+                }
+            }
+            let next_token = match next {
+                Some(Pos::Token(Some(t))) => Some(t),
+                _ => None,
+            };
+            pages.push(Page {
+                len: len - skip.min(len),
+                next: next_token.clone(),
+            });
+            raw_base += len - skip.min(len);
+            skip = 0;
+            if out.len() >= limit || next_token.is_none() {
+                return Ok((out, None, pages));
+            }
+            token = next_token;
+        }
+        Ok((out, last_key, pages))
+    }
+}
+
+/// One scanned upstream page of a source: how many records it held (after the skip) and
+/// the token of the page after it.
+#[derive(Debug)]
+struct Page {
+    len: usize,
+    next: Option<String>,
+}
+
+/// A source's position in a merged search.
+#[derive(Debug, Clone)]
+struct SourcePos {
+    token: Option<String>,
+    skip: usize,
+    done: bool,
+}
+
+impl SourcePos {
+    fn start() -> SourcePos {
+        SourcePos {
+            token: None,
+            skip: 0,
+            done: false,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!([self.token, self.skip, self.done])
+    }
+
+    fn from_json(v: &Value) -> Option<SourcePos> {
+        let a = v.as_array()?;
+        Some(SourcePos {
+            token: match a.first()? {
+                Value::Null => None,
+                Value::String(s) => Some(s.clone()),
+                _ => return None,
+            },
+            skip: a.get(1)?.as_u64()? as usize,
+            done: a.get(2)?.as_bool()?,
+        })
     }
 }
 

@@ -98,6 +98,37 @@ pub enum Codec {
     },
     StringList,
     Attachment(Attachment),
+    /// A field whose mapping depends on a discriminator (an activity's `details`).
+    Variant(Variant),
+    /// A fixed public value (`type: system_event` for audit records).
+    Const(Value),
+    /// Passed through as it is (read only).
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub enum VariantKey {
+    /// The public value of an earlier field of the same record (`type`).
+    Public(String),
+    /// An upstream value (`entityType`).
+    Upstream(UpPath),
+}
+
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub key: VariantKey,
+    pub cases: Vec<(Value, Field)>,
+    pub fallback: Option<Box<Field>>,
+}
+
+impl Variant {
+    pub fn case(&self, key: &Value) -> Option<&Field> {
+        self.cases
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, f)| f)
+            .or(self.fallback.as_deref())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -286,6 +317,8 @@ pub enum Paging {
         token: String,
         limit: String,
         next: String,
+        /// Pointer to a "more pages" flag, when the next token alone does not tell.
+        more: Option<String>,
     },
     None,
 }
@@ -337,6 +370,13 @@ pub struct Resource {
     pub delete: Option<Call>,
     pub search: Option<Search>,
     pub actions: IndexMap<String, Action>,
+    /// Sealed into record ids: which source of a multi-source resource a record is from.
+    pub kind: u8,
+    /// A multi-source resource's sources (each a complete single-source resource).
+    pub sources: Vec<Arc<Resource>>,
+    /// Records whose public value of this field is null are dropped.
+    pub keep_if_present: Option<String>,
+    pub create_permission: Option<String>,
 }
 
 impl Resource {

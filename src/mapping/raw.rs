@@ -78,13 +78,26 @@ pub struct RawResource {
     #[serde(default)]
     pub description: Option<String>,
     pub prefix: Spanned<String>,
-    pub service: Spanned<String>,
+    /// The service of a single-source resource (absent when `sources` is given).
+    #[serde(default)]
+    pub service: Option<Spanned<String>>,
     pub scopes: RawScopes,
     /// The permission family in `iam` (`contacts` → `contacts:view|edit|delete`).
     pub permissions: Spanned<String>,
-    pub id: RawId,
+    /// The permission a create needs, when it is not `<family>:edit` (`activities:log`).
+    #[serde(default)]
+    pub create_permission: Option<Spanned<String>>,
+    #[serde(default)]
+    pub id: Option<RawId>,
     /// Parsed entry by entry (see `RawField`) so that every bad field is reported.
-    pub fields: IgnoredAny,
+    #[serde(default)]
+    pub fields: Option<IgnoredAny>,
+    /// A resource served by several services (see `RawSource`), merged by `merge_sort`.
+    #[serde(default)]
+    pub sources: Option<IgnoredAny>,
+    /// For `sources`: the public timestamp field the merged search orders by, newest first.
+    #[serde(default)]
+    pub merge_sort: Option<Spanned<String>>,
     #[serde(default)]
     pub get: Option<RawCall>,
     #[serde(default)]
@@ -98,6 +111,29 @@ pub struct RawResource {
     /// Parsed entry by entry (see `RawAction`).
     #[serde(default)]
     pub actions: Option<IgnoredAny>,
+}
+
+/// One source of a multi-source resource: a service and how its records map.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    #[serde(default)]
+    pub description: Option<String>,
+    pub service: Spanned<String>,
+    /// Sealed into the ids of this source's records, so `GET /{id}` finds the source.
+    pub kind: Spanned<u8>,
+    pub id: RawId,
+    pub fields: IgnoredAny,
+    #[serde(default)]
+    pub get: Option<RawCall>,
+    #[serde(default)]
+    pub create: Option<RawCall>,
+    #[serde(default)]
+    pub search: Option<RawSearch>,
+    /// Records whose public value of this field is null are not part of the resource
+    /// (e.g. notes among engagements, which the activity `type` enum does not name).
+    #[serde(default)]
+    pub keep_if_present: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +204,18 @@ pub struct RawField {
     pub id_from: Option<Spanned<String>>,
     #[serde(default)]
     pub kinds: Option<IndexMap<String, RawKind>>,
+    /// `variant`: the public field whose value picks the case (`type`)…
+    #[serde(default)]
+    pub by: Option<Spanned<String>>,
+    /// …or the upstream field whose value picks it (`entityType`).
+    #[serde(default)]
+    pub on: Option<Spanned<String>>,
+    /// `variant`: one field declaration per value; `_` is the fallback.
+    #[serde(default)]
+    pub cases: Option<IndexMap<String, RawField>>,
+    /// `const`: the public value (JSON).
+    #[serde(default)]
+    pub value: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -319,6 +319,22 @@ pub struct Translated {
     pub impossible: bool,
 }
 
+/// The codec a filter value is read with: one id for an id list ("contains"), the first
+/// case of a variant.
+fn filter_codec(codec: &Codec) -> Codec {
+    match codec {
+        Codec::IdList { prefix } => Codec::Id {
+            prefix: prefix.clone(),
+        },
+        Codec::Variant(v) => v
+            .cases
+            .first()
+            .map(|(_, f)| filter_codec(&f.codec))
+            .unwrap_or(Codec::Json),
+        other => other.clone(),
+    }
+}
+
 fn like_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 4);
     for c in s.chars() {
@@ -342,13 +358,14 @@ pub fn translate(res: &Resource, ctx: &Ctx, filters: &[Filter]) -> Result<Transl
             .find(|(o, _)| *o == f.op)
             .map(|(_, t)| t.clone())
             .unwrap_or(FilterTarget::Local);
+        let codec = filter_codec(&field.codec);
         // An id that does not open (forged, other tenant) can never match.
         let conv = |v: &Value,
                     member: &str,
                     errors: &mut Vec<FieldError>,
                     t: &mut Translated|
          -> Option<Value> {
-            match (&field.codec, value_to_upstream(&field.codec, ctx, v)) {
+            match (&codec, value_to_upstream(&codec, ctx, v)) {
                 (_, Ok(up)) => Some(up),
                 (Codec::Id { .. } | Codec::IdList { .. }, Err(_)) if v.is_string() => {
                     t.impossible = true;
@@ -433,8 +450,15 @@ pub fn translate(res: &Resource, ctx: &Ctx, filters: &[Filter]) -> Result<Transl
                 }
             }
             FilterTarget::Param(p) => {
+                // `entityId;entityType=contact`: the value's parameter, then fixed ones.
+                let mut parts = p.split(';');
+                let name = parts.next().unwrap_or_default().to_string();
                 if let Some(v) = conv(&f.value, "value", &mut errors, &mut t) {
-                    t.params.push((p, v));
+                    t.params.push((name, v));
+                    for extra in parts {
+                        let (k, v) = extra.split_once('=').unwrap_or((extra, ""));
+                        t.params.push((k.to_string(), Value::from(v)));
+                    }
                 }
             }
             FilterTarget::Range { low, high } => {
@@ -507,7 +531,10 @@ pub fn local_match(res: &Resource, f: &Filter, record: &Value) -> bool {
         v = v.get("id").unwrap_or(&Value::Null);
     }
     match f.op {
-        Op::Eq => v == &f.value,
+        Op::Eq => match v {
+            Value::Array(a) => a.contains(&f.value),
+            _ => v == &f.value,
+        },
         Op::Neq => v != &f.value,
         Op::In => f.values.contains(v),
         Op::NotIn => !f.values.contains(v),

@@ -102,20 +102,35 @@ fn parse_date(s: &str) -> Option<i64> {
 /// Transforms one upstream record into its public form (the `id` first, then the fields).
 pub fn to_public(res: &Resource, ctx: &Ctx, rec: &Value) -> Value {
     let mut out = Map::with_capacity(res.fields.len() + 1);
-    let id = res.id_from.get(rec).cloned().unwrap_or(Value::Null);
-    out.insert("id".into(), ctx.seal(&res.prefix, &id));
+    let id = res.id_from.get(rec).and_then(internal_of);
+    let sealed = id
+        .map(|id| Value::from(ctx.sealer.seal_id(&res.prefix, ctx.tenant, res.kind, &id)))
+        .unwrap_or(Value::Null);
+    out.insert("id".into(), sealed);
     fields_to_public(&res.fields, ctx, rec, &mut out);
     Value::Object(out)
 }
 
 pub fn fields_to_public(fields: &[Field], ctx: &Ctx, rec: &Value, out: &mut Map<String, Value>) {
     for f in fields {
-        out.insert(f.name.clone(), field_to_public(f, ctx, rec));
+        let v = field_to_public(f, ctx, rec, out);
+        out.insert(f.name.clone(), v);
     }
 }
 
-fn field_to_public(f: &Field, ctx: &Ctx, rec: &Value) -> Value {
+fn field_to_public(f: &Field, ctx: &Ctx, rec: &Value, done: &Map<String, Value>) -> Value {
     match &f.codec {
+        Codec::Const(v) => v.clone(),
+        Codec::Variant(var) => {
+            let key = match &var.key {
+                VariantKey::Public(name) => done.get(name).cloned().unwrap_or(Value::Null),
+                VariantKey::Upstream(p) => p.get(rec).cloned().unwrap_or(Value::Null),
+            };
+            match var.case(&key) {
+                Some(case) => field_to_public(case, ctx, rec, done),
+                None => Value::Null,
+            }
+        }
         Codec::Object {
             fields,
             null_unless,
@@ -221,6 +236,8 @@ pub fn value_to_public(codec: &Codec, ctx: &Ctx, raw: &Value) -> Value {
         Codec::Id { prefix } => ctx.seal(prefix, raw),
         Codec::IdList { prefix } => match raw {
             Value::Array(a) => Value::Array(a.iter().map(|v| ctx.seal(prefix, v)).collect()),
+            // A single upstream reference (audit's `entityId`) is a list of one.
+            Value::Number(_) | Value::String(_) => Value::Array(vec![ctx.seal(prefix, raw)]),
             _ => Value::Array(vec![]),
         },
         Codec::List { fields } => match raw {
@@ -235,7 +252,9 @@ pub fn value_to_public(codec: &Codec, ctx: &Ctx, raw: &Value) -> Value {
             ),
             _ => Value::Array(vec![]),
         },
-        Codec::Object { .. } | Codec::Attachment(_) => Value::Null,
+        Codec::Const(v) => v.clone(),
+        Codec::Json => raw.clone(),
+        Codec::Object { .. } | Codec::Attachment(_) | Codec::Variant(_) => Value::Null,
     }
 }
 
@@ -269,6 +288,9 @@ fn type_name(codec: &Codec) -> &'static str {
         Codec::Object { .. } => "an object",
         Codec::List { .. } => "a list",
         Codec::Attachment(_) => "an object {\"type\", \"id\"}",
+        Codec::Variant(_) => "an object matching the record's type",
+        Codec::Const(_) => "the fixed value",
+        Codec::Json => "JSON",
     }
 }
 
@@ -335,7 +357,13 @@ pub fn value_to_upstream(codec: &Codec, ctx: &Ctx, v: &Value) -> Result<Value, S
                 .ok_or_else(|| format!("must hold only valid `{prefix}_` ids")),
             _ => bad(),
         },
-        Codec::Object { .. } | Codec::List { .. } | Codec::Attachment(_) => bad(),
+        Codec::Const(c) if c == v => Ok(v.clone()),
+        Codec::Json => Ok(v.clone()),
+        Codec::Const(_)
+        | Codec::Object { .. }
+        | Codec::List { .. }
+        | Codec::Attachment(_)
+        | Codec::Variant(_) => bad(),
     }
 }
 
@@ -406,6 +434,30 @@ pub fn to_upstream(
             }
             continue;
         }
+        let f = match &f.codec {
+            Codec::Variant(var) => {
+                let key = match &var.key {
+                    VariantKey::Public(name) => {
+                        let public = body.get(name).cloned().unwrap_or(Value::Null);
+                        fields
+                            .iter()
+                            .find(|x| &x.name == name)
+                            .and_then(|kf| value_to_upstream(&kf.codec, ctx, &public).ok())
+                            .map(|_| public)
+                            .unwrap_or(Value::Null)
+                    }
+                    VariantKey::Upstream(_) => Value::Null,
+                };
+                match var.case(&key) {
+                    Some(case) => case,
+                    None => {
+                        errors.push(FieldError::new(ptr, "cannot be set for this type"));
+                        continue;
+                    }
+                }
+            }
+            _ => f,
+        };
         if let Err(e) = write_field(f, ctx, v, &ptr, errors, out) {
             errors.push(FieldError::new(ptr, e));
         }
@@ -541,14 +593,20 @@ pub fn merge(base: &mut Value, patch: Value) {
 
 /// Fills a body template: `$id` → the internal id, `$record` as a key → the record merged in,
 /// `$record` as a value → the record itself.
-pub fn fill_template(t: &Value, id: Option<&InternalId>, record: &Map<String, Value>) -> Value {
+pub fn fill_template(
+    t: &Value,
+    id: Option<&InternalId>,
+    record: &Map<String, Value>,
+    user: u64,
+) -> Value {
     match t {
         Value::String(s) if s == "$id" => id.map(InternalId::to_json).unwrap_or(Value::Null),
+        Value::String(s) if s == "$user" => Value::from(user),
         Value::String(s) if s == "$record" => Value::Object(record.clone()),
         Value::Object(m) => {
             let mut out = Map::new();
             for (k, v) in m.iter().filter(|(k, _)| *k != "$record") {
-                out.insert(k.clone(), fill_template(v, id, record));
+                out.insert(k.clone(), fill_template(v, id, record, user));
             }
             let mut out = Value::Object(out);
             if m.contains_key("$record") {
@@ -556,7 +614,11 @@ pub fn fill_template(t: &Value, id: Option<&InternalId>, record: &Map<String, Va
             }
             out
         }
-        Value::Array(a) => Value::Array(a.iter().map(|v| fill_template(v, id, record)).collect()),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|v| fill_template(v, id, record, user))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -612,7 +674,7 @@ mod tests {
             serde_json::json!({"taskId": "$id", "$record": true, "engagement": {"type": "NOTE"}});
         let mut rec = Map::new();
         rec.insert("engagement".into(), serde_json::json!({"ownerId": 5}));
-        let out = fill_template(&t, Some(&InternalId::Int(9)), &rec);
+        let out = fill_template(&t, Some(&InternalId::Int(9)), &rec, 101);
         assert_eq!(
             out,
             serde_json::json!({"taskId": 9, "engagement": {"type": "NOTE", "ownerId": 5}})

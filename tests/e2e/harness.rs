@@ -141,9 +141,7 @@ pub fn spawn_edge(dir: tempdir::Dir, config: &str) -> Edge {
     if let (Some(public), Some(admin)) = (field("public="), field("admin=")) {
         // Poll readiness: no sleeps standing in for a signal.
         for _ in 0..500 {
-            if std::net::TcpStream::connect(admin).is_ok()
-                && std::net::TcpStream::connect(public).is_ok()
-            {
+            if ready(admin) && std::net::TcpStream::connect(public).is_ok() {
                 return Edge {
                     child,
                     public,
@@ -158,6 +156,23 @@ pub fn spawn_edge(dir: tempdir::Dir, config: &str) -> Edge {
     let _ = child.wait();
     let log = std::fs::read_to_string(dir.path().join("edge.log")).unwrap_or_default();
     panic!("edge did not become ready: {line:?}; log: {log}");
+}
+
+/// `GET /readyz` answers 200 (a blocking one-shot request: this runs before the client exists).
+fn ready(admin: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(admin) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /readyz HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.1 200")
 }
 
 #[derive(Debug)]
