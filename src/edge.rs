@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::auth::{Auth, Identity};
 use crate::config::EdgeConfig;
 use crate::mapping::model::{Plan, Resource};
-use crate::mapping::{self, exec::Exec};
+use crate::mapping::{self, exec::Exec, versions};
 use crate::problem::{Kind, Problem};
 use crate::seal::Sealer;
 use crate::upstream::{Trust, Upstreams};
@@ -268,7 +268,13 @@ impl Edge {
         *version_out = release.date.clone();
         let mut extra: Vec<(&'static str, String)> = Vec::new();
         if release.deprecated {
-            extra.push(("deprecation", "true".into()));
+            // RFC 9745: the date it was deprecated, i.e. when the current release came out.
+            let since = chrono::NaiveDate::parse_from_str(&plan.versions.current, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc().timestamp())
+                .unwrap_or(0);
+            extra.push(("deprecation", format!("@{since}")));
             if let Some(s) = &release.sunset {
                 if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
                     if let Some(t) = d.and_hms_opt(0, 0, 0) {
@@ -324,8 +330,22 @@ impl Edge {
             .with_ext("required_permission", permission));
         }
 
-        // read body
-        let body = read_json_body(session, &method).await?;
+        // read body, and bring an older release's request to the current shape
+        let mut body = read_json_body(session, &method).await?;
+        let changes = versions::pending(&plan.versions, &release.date, &res.name);
+        if !changes.is_empty() {
+            match (&op, body.as_mut()) {
+                (Operation::Search, Some(b)) => versions::forward_search(&changes, b),
+                (Operation::Create | Operation::Update(_), Some(Value::Object(rec))) => {
+                    let mut errors = Vec::new();
+                    versions::forward_record(&changes, rec, &mut errors);
+                    if !errors.is_empty() {
+                        return Err(Problem::invalid(errors));
+                    }
+                }
+                _ => {}
+            }
+        }
 
         // execute
         let exec = Exec {
@@ -338,16 +358,26 @@ impl Edge {
             version: &release.date,
         };
         let done = match &op {
-            Operation::Create => exec.create(body.as_ref()).await?,
-            Operation::Search => exec.search(body.as_ref()).await?,
-            Operation::Get(id) => exec.get(id).await?,
-            Operation::Update(id) => exec.update(id, body.as_ref()).await?,
-            Operation::Delete(id) => exec.delete(id).await?,
+            Operation::Create => exec.create(body.as_ref()).await,
+            Operation::Search => exec.search(body.as_ref()).await,
+            Operation::Get(id) => exec.get(id).await,
+            Operation::Update(id) => exec.update(id, body.as_ref()).await,
+            Operation::Delete(id) => exec.delete(id).await,
             Operation::Action(id, a) => match res.actions.get(a) {
-                Some(action) => exec.action(action, id, body.as_ref()).await?,
-                None => return Err(Problem::not_found()),
+                Some(action) => exec.action(action, id, body.as_ref()).await,
+                None => Err(Problem::not_found()),
             },
         };
+        // and the answer back to the client's release
+        let mut done = done.map_err(|mut p| {
+            for e in &mut p.errors {
+                e.pointer = versions::backward_pointer(&changes, &e.pointer);
+            }
+            p
+        })?;
+        if let Some(b) = done.body.as_mut() {
+            versions::backward_body(&changes, b);
+        }
         let mut headers = extra;
         if let Some(l) = done.location {
             headers.push(("location", l));

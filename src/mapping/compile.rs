@@ -291,13 +291,44 @@ fn compile_versions(path: &Path, raw: &RawVersions, d: &mut Diags) -> Option<Ver
                 d.at(path, s.span(), "sunset must be a YYYY-MM-DD date");
             }
         }
+        let mut changes = Vec::new();
+        for c in &r.changes {
+            match (&c.rename, &c.nest) {
+                (Some(rn), None) => changes.push(Change::Rename {
+                    resource: c.resource.to_string(),
+                    from: rn.from.to_string(),
+                    to: rn.to.to_string(),
+                }),
+                (None, Some(n)) => changes.push(Change::Nest {
+                    resource: c.resource.to_string(),
+                    into: n.into.to_string(),
+                    members: n
+                        .members
+                        .iter()
+                        .map(|(old, new)| (old.clone(), new.to_string()))
+                        .collect(),
+                    numbers_as_decimals: n
+                        .numbers_as_decimals
+                        .iter()
+                        .map(|x| x.to_string())
+                        .collect(),
+                }),
+                _ => d.at(
+                    path,
+                    c.resource.span(),
+                    "a change is exactly one of `rename` or `nest`",
+                ),
+            }
+        }
         releases.push(Release {
             date: date.clone(),
             deprecated: r.deprecated,
             sunset: r.sunset.as_ref().map(|s| s.to_string()),
             retired: r.retired,
+            changes,
         });
     }
+    releases.sort_by(|a, b| a.date.cmp(&b.date));
     if !releases
         .iter()
         .any(|r| r.date == *raw.current && !r.retired)
@@ -671,6 +702,27 @@ impl Compiler<'_> {
             if p == "local" {
                 return FilterTarget::Local;
             }
+            let span = params
+                .and_then(|m| m.get(op.name()))
+                .map(|s| *s.span())
+                .unwrap_or_else(Span::new_blank);
+            if matches!(style, FilterStyle::WhereList) {
+                self.err(
+                    &span,
+                    "with `filters: where_list` a parameter can only be `local`",
+                );
+                return FilterTarget::Local;
+            }
+            if !matches!(op, Op::Eq | Op::Neq | Op::Lt | Op::Lte | Op::Gt | Op::Gte) {
+                self.err(
+                    &span,
+                    format!(
+                        "`{}` cannot map to one parameter (between uses the gte and lte parameters; others can be `local`)",
+                        op.name()
+                    ),
+                );
+                return FilterTarget::Local;
+            }
             return FilterTarget::Param(p);
         }
         if matches!(codec, Codec::Attachment(_)) {
@@ -690,7 +742,7 @@ impl Compiler<'_> {
                     Some(f) => FilterTarget::Param(f.dotted()),
                     None => FilterTarget::Local,
                 },
-                Op::Between if param("gte").is_some() || param("lte").is_some() => {
+                Op::Between if param("gte").is_some() && param("lte").is_some() => {
                     FilterTarget::Range {
                         low: param("gte"),
                         high: param("lte"),
@@ -881,11 +933,7 @@ impl Compiler<'_> {
 
     /// A resource served by several sources: each source compiles like a single-source
     /// resource; the public schema is the first source's fields with every source's filters.
-    fn multi(
-        &mut self,
-        raw: &RawResource,
-        sources: &[SourceEntry],
-    ) -> Option<Resource> {
+    fn multi(&mut self, raw: &RawResource, sources: &[SourceEntry]) -> Option<Resource> {
         if raw.service.is_some() || raw.id.is_some() || raw.fields.is_some() || raw.search.is_some()
         {
             self.err(

@@ -7,6 +7,7 @@ pub mod model;
 pub mod raw;
 pub mod search;
 pub mod transform;
+pub mod versions;
 
 pub use compile::{load_dir, Context};
 pub use model::Plan;

@@ -433,6 +433,33 @@ pub struct Release {
     pub deprecated: bool,
     pub sunset: Option<String>,
     pub retired: bool,
+    /// The changes this release made (see `crate::mapping::versions`).
+    pub changes: Vec<Change>,
+}
+
+/// One backwards-incompatible change of a release, declared in `versions.yaml`.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Rename {
+        resource: String,
+        from: String,
+        to: String,
+    },
+    Nest {
+        resource: String,
+        into: String,
+        /// (old field, new member)
+        members: Vec<(String, String)>,
+        numbers_as_decimals: Vec<String>,
+    },
+}
+
+impl Change {
+    pub fn resource(&self) -> &str {
+        match self {
+            Change::Rename { resource, .. } | Change::Nest { resource, .. } => resource,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

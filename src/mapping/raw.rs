@@ -68,6 +68,43 @@ pub struct RawRelease {
     pub retired: bool,
     #[serde(default)]
     pub description: Option<String>,
+    /// What changed in this release, each applied backwards to older clients' responses
+    /// and forwards to their requests.
+    #[serde(default)]
+    pub changes: Vec<RawChange>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChange {
+    pub resource: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A field renamed: `{from: title, to: job_title}` (old name → new name).
+    #[serde(default)]
+    pub rename: Option<RawRename>,
+    /// Several old top-level fields became members of one object.
+    #[serde(default)]
+    pub nest: Option<RawNest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRename {
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNest {
+    /// The new object field (`amount`).
+    pub into: Spanned<String>,
+    /// Old field → member of the new object (`amount: value`, `currency_code: currency`).
+    pub members: IndexMap<String, Spanned<String>>,
+    /// Old fields that were JSON numbers where the new member is a decimal string.
+    #[serde(default)]
+    pub numbers_as_decimals: Vec<Spanned<String>>,
 }
 
 /// One resource file.

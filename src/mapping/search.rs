@@ -512,7 +512,14 @@ fn cmp_values(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
         (Value::String(x), Value::String(y)) => {
-            // Decimal strings compare as numbers; timestamps and dates compare as text.
+            // Timestamps compare as instants (any offset); decimal strings as numbers;
+            // dates and other text as text.
+            if let (Some(p), Some(q)) = (
+                super::transform::parse_timestamp(x),
+                super::transform::parse_timestamp(y),
+            ) {
+                return Some(p.cmp(&q));
+            }
             match (x.parse::<f64>(), y.parse::<f64>()) {
                 (Ok(p), Ok(q)) if !x.contains('-') || x.starts_with('-') => p.partial_cmp(&q),
                 _ => Some(x.cmp(y)),

@@ -6,3 +6,4 @@ mod harness;
 mod reload;
 mod resources;
 mod spine;
+mod versions;

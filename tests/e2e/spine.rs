@@ -241,7 +241,11 @@ async fn version_header_is_required_and_checked() {
         .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("version"), Some("2026-05-01"));
-    assert_eq!(r.header("deprecation"), Some("true"));
+    assert_eq!(
+        r.header("deprecation"),
+        Some("@1793491200"),
+        "2026-11-01, RFC 9745"
+    );
     assert_eq!(r.header("sunset"), Some("Sat, 01 May 2027 00:00:00 GMT"));
 }
 
