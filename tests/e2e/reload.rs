@@ -38,9 +38,10 @@ async fn a_new_field_is_served_after_sighup_and_a_broken_set_is_refused() {
 
     let contacts = w.edge.dir.path().join("mappings/contacts.yaml");
     let text = std::fs::read_to_string(&contacts).expect("read");
-    let added = text.replace(
-        "  job_title: { from: jobTitle, nullable: true }\n",
-        "  job_title: { from: jobTitle, nullable: true }\n  role: { from: jobTitle, read_only: true }\n",
+    let added = text.replacen(
+        "\nfields:\n",
+        "\nfields:\n  role: { from: jobTitle, read_only: true }\n",
+        1,
     );
     assert_ne!(added, text);
     std::fs::write(&contacts, &added).expect("write");
