@@ -2,6 +2,7 @@
 //! One test binary with modules keeps link time low.
 
 mod activities;
+mod golden;
 mod harness;
 mod reload;
 mod resources;
