@@ -36,17 +36,22 @@ pub struct Runtime {
     pub sealer: Sealer,
     pub upstreams: Upstreams,
     pub auth: Auth,
+    pub rate_limiter: Option<crate::policy::RateLimiter>,
+    pub idempotency: Option<crate::policy::IdempotencyStore>,
     /// Set once the background task runs (signals handled, keys fetched): `/readyz`.
     pub ready: std::sync::atomic::AtomicBool,
 }
 
 impl Runtime {
     pub fn new(cfg: EdgeConfig, plan: Plan) -> Runtime {
+        let shared = cfg.redis.clone().map(|r| Arc::new(crate::policy::Shared::new(r)));
         Runtime {
             sealer: Sealer::new(&cfg.id_secret.0, &cfg.cursor_secret.0),
             upstreams: Upstreams::new(cfg.upstreams.values().cloned()),
             auth: Auth::new(&cfg.issuers, cfg.permissions_cache),
             ready: std::sync::atomic::AtomicBool::new(false),
+            rate_limiter: cfg.rate_limits.clone().map(|r| crate::policy::RateLimiter::new(r, shared.clone())),
+            idempotency: cfg.idempotency.clone().map(|i| crate::policy::IdempotencyStore::new(i, shared.clone())),
             plan: ArcSwap::from_pointee(plan),
             cfg,
         }
@@ -82,6 +87,8 @@ pub struct Ctx {
     pub route: &'static str,
     pub status: u16,
     pub identity: Option<Arc<Identity>>,
+    /// Headers every answer of this request carries (rate limits, CORS).
+    pub extra: Vec<(&'static str, String)>,
 }
 
 pub struct Edge {
@@ -89,6 +96,7 @@ pub struct Edge {
 }
 
 /// A finished answer, before it is written.
+#[derive(Clone)]
 struct Reply {
     status: u16,
     headers: Vec<(&'static str, String)>,
@@ -248,6 +256,24 @@ impl Edge {
         let identity = rt.auth.authenticate(&auth_headers).await?;
         ctx.identity = Some(identity.clone());
 
+        // rate limit, per (tenant, app)
+        if let Some(rl) = &rt.rate_limiter {
+            let class = match op {
+                Operation::Get(_) => crate::policy::Class::Read,
+                Operation::Search => crate::policy::Class::Search,
+                _ => crate::policy::Class::Write,
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let d = rl.check(identity.tenant, &identity.client_id, class, now).await;
+            ctx.extra.extend(d.headers);
+            if let Some(p) = d.refused {
+                return Err(p);
+            }
+        }
+
         // version
         let version = match req.headers.get("version").map(|v| v.to_str().unwrap_or("")) {
             None => {
@@ -316,11 +342,7 @@ impl Edge {
         if !identity.has_scope(&scope) {
             return Err(scope_problem(&scope));
         }
-        let trust = Trust {
-            tenant: identity.tenant,
-            user: identity.user,
-            request_id: ctx.trace_id.clone(),
-        };
+        let trust = Trust::new(identity.tenant, identity.user, ctx.trace_id.clone());
         let perms = rt.auth.permissions(&rt.upstreams, &trust).await?;
         if !perms.iter().any(|p| p == &permission) {
             return Err(Problem::new(
@@ -332,6 +354,22 @@ impl Edge {
 
         // read body, and bring an older release's request to the current shape
         let mut body = read_json_body(session, &method).await?;
+        let idem = match (&rt.idempotency, method.as_str()) {
+            (Some(store), "POST" | "PATCH") => match session.req_header().headers.get("idempotency-key") {
+                Some(k) if crate::policy::valid_key(k.as_bytes()) => {
+                    let fp = crate::policy::fingerprint(&method, &path, body.as_ref(), &release.date);
+                    Some((store, k.as_bytes().to_vec(), fp))
+                }
+                Some(_) => {
+                    return Err(Problem::invalid(vec![crate::problem::FieldError::new(
+                        "",
+                        "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
+                    )]))
+                }
+                None => None,
+            },
+            _ => None,
+        };
         let changes = versions::pending(&plan.versions, &release.date, &res.name);
         if !changes.is_empty() {
             match (&op, body.as_mut()) {
@@ -347,6 +385,93 @@ impl Edge {
             }
         }
 
+        if let Some((store, key, fp)) = &idem {
+            use crate::policy::Claim;
+            let claim = store.claim(identity.tenant, &identity.client_id, key, fp).await?;
+            let outcome = match &claim {
+                Claim::Fresh => "fresh",
+                Claim::Replay(_) => "replayed",
+                Claim::InFlight => "in_flight",
+                Claim::Mismatch => "mismatch",
+            };
+            crate::metrics::IDEMPOTENCY.with_label_values(&[outcome]).inc();
+            match claim {
+                Claim::Fresh => {}
+                Claim::InFlight => {
+                    return Err(Problem::new(
+                        Kind::IdempotencyKeyInUse,
+                        "A request with this Idempotency-Key is still being processed",
+                    )
+                    .with_header("retry-after", "1"))
+                }
+                Claim::Mismatch => {
+                    return Err(Problem::new(
+                        Kind::IdempotencyKeyReused,
+                        "This Idempotency-Key was used with a different request",
+                    ))
+                }
+                Claim::Replay(stored) => {
+                    let mut headers: Vec<(&'static str, String)> = stored
+                        .headers
+                        .iter()
+                        .filter_map(|(k, v)| replay_header(k).map(|k| (k, v.clone())))
+                        .collect();
+                    headers.push(("idempotent-replayed", "true".into()));
+                    return Ok(Reply {
+                        status: stored.status,
+                        headers,
+                        body: Bytes::from(stored.body),
+                        content_type: if stored.content_type == "application/problem+json" {
+                            "application/problem+json"
+                        } else {
+                            "application/json"
+                        },
+                    });
+                }
+            }
+        }
+        let reached_before = trust.reached();
+        let result = self.execute(&plan, &res, &op, &trust, &identity, release, &changes, body.as_ref()).await;
+        let result = result.map(|(status, headers, body)| Reply {
+            status,
+            headers: extra.iter().cloned().chain(headers).collect(),
+            body,
+            content_type: "application/json",
+        });
+        if let Some((store, key, fp)) = &idem {
+            if trust.reached() > reached_before {
+                let reply = match &result {
+                    Ok(r) => r.clone(),
+                    Err(p) => self.problem_reply(p, &path, &ctx.trace_id),
+                };
+                let stored = crate::policy::Stored {
+                    status: reply.status,
+                    content_type: reply.content_type.to_string(),
+                    headers: reply.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+                    body: reply.body.to_vec(),
+                };
+                store.complete(identity.tenant, &identity.client_id, key, fp, &stored).await;
+                return Ok(reply);
+            }
+            store.release(identity.tenant, &identity.client_id, key).await;
+        }
+        result
+    }
+
+    /// Runs the operation on the plan and brings the answer back to the client's release.
+    #[allow(clippy::too_many_arguments)]
+    async fn execute(
+        &self,
+        plan: &Plan,
+        res: &Resource,
+        op: &Operation,
+        trust: &Trust,
+        identity: &Identity,
+        release: &mapping::model::Release,
+        changes: &[&mapping::model::Change],
+        body: Option<&Value>,
+    ) -> Result<(u16, Vec<(&'static str, String)>, Bytes), Problem> {
+        let rt = &self.rt;
         // execute
         let exec = Exec {
             plan: &plan,
@@ -357,40 +482,36 @@ impl Edge {
             client_id: &identity.client_id,
             version: &release.date,
         };
-        let done = match &op {
-            Operation::Create => exec.create(body.as_ref()).await,
-            Operation::Search => exec.search(body.as_ref()).await,
+        let done = match op {
+            Operation::Create => exec.create(body).await,
+            Operation::Search => exec.search(body).await,
             Operation::Get(id) => exec.get(id).await,
-            Operation::Update(id) => exec.update(id, body.as_ref()).await,
+            Operation::Update(id) => exec.update(id, body).await,
             Operation::Delete(id) => exec.delete(id).await,
             Operation::Action(id, a) => match res.actions.get(a) {
-                Some(action) => exec.action(action, id, body.as_ref()).await,
+                Some(action) => exec.action(action, id, body).await,
                 None => Err(Problem::not_found()),
             },
         };
         // and the answer back to the client's release
         let mut done = done.map_err(|mut p| {
             for e in &mut p.errors {
-                e.pointer = versions::backward_pointer(&changes, &e.pointer);
+                e.pointer = versions::backward_pointer(changes, &e.pointer);
             }
             p
         })?;
         if let Some(b) = done.body.as_mut() {
-            versions::backward_body(&changes, b);
+            versions::backward_body(changes, b);
         }
-        let mut headers = extra;
+        let mut headers = Vec::new();
         if let Some(l) = done.location {
             headers.push(("location", l));
         }
-        Ok(Reply {
-            status: done.status,
-            headers,
-            body: done
-                .body
-                .map(|b| Bytes::from(serde_json::to_vec(&b).unwrap_or_default()))
-                .unwrap_or_default(),
-            content_type: "application/json",
-        })
+        let body = done
+            .body
+            .map(|b| Bytes::from(serde_json::to_vec(&b).unwrap_or_default()))
+            .unwrap_or_default();
+        Ok((done.status, headers, body))
     }
 
     async fn write(
@@ -408,7 +529,7 @@ impl Edge {
             h.insert_header("content-type", reply.content_type)?;
             h.insert_header("content-length", reply.body.len().to_string())?;
         }
-        for (k, v) in &reply.headers {
+        for (k, v) in reply.headers.iter().chain(ctx.extra.iter()) {
             h.append_header(*k, v.as_str())?;
         }
         ctx.status = reply.status;
@@ -430,6 +551,11 @@ impl Edge {
             content_type: "application/problem+json",
         }
     }
+}
+
+/// The headers of a stored answer that a replay repeats (per-request ones are fresh).
+fn replay_header(name: &str) -> Option<&'static str> {
+    ["location", "deprecation", "sunset"].into_iter().find(|h| *h == name)
 }
 
 /// Reads the whole request body (bounded) and parses it as JSON when the method carries one.
@@ -502,6 +628,7 @@ impl ProxyHttp for Edge {
             route: "none",
             status: 0,
             identity: None,
+            extra: Vec::new(),
         }
     }
 
@@ -516,6 +643,32 @@ impl ProxyHttp for Edge {
         ctx.trace_id = trace_from(headers.get("traceparent").and_then(|v| v.to_str().ok()))
             .unwrap_or_else(new_trace_id);
         let instance = session.req_header().uri.path().to_string();
+        if let Some(cors) = &self.rt.cfg.cors {
+            let origin = headers
+                .get("origin")
+                .and_then(|v| v.to_str().ok())
+                .filter(|o| cors.allows(o))
+                .map(str::to_string);
+            let preflight = session.req_header().method == http::Method::OPTIONS
+                && headers.contains_key("access-control-request-method");
+            if preflight {
+                // Answered here, without a token and without any upstream.
+                ctx.extra = origin.map(|o| cors.preflight(&o)).unwrap_or_default();
+                ctx.route = "preflight";
+                let reply = Reply {
+                    status: 204,
+                    headers: Vec::new(),
+                    body: Bytes::new(),
+                    content_type: "application/json",
+                };
+                let current = self.rt.plan.load().versions.current.clone();
+                self.write(session, ctx, reply, &current).await?;
+                return Ok(true);
+            }
+            if let Some(o) = origin {
+                ctx.extra.extend(cors.actual(&o));
+            }
+        }
         let mut version = String::new();
         let reply = match self.handle(session, ctx, &mut version).await {
             Ok(r) => r,

@@ -33,11 +33,31 @@ pub static RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
 });
 
+pub static RATE_LIMIT: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "prospect_edge_rate_limit_decisions_total",
+        "Rate-limit decisions, by outcome (allowed, refused, redis_error).",
+        &["outcome"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
+pub static IDEMPOTENCY: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "prospect_edge_idempotency_total",
+        "Idempotency-Key outcomes (fresh, replayed, in_flight, mismatch).",
+        &["outcome"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
 /// Registers every metric so that `/metrics` lists them before the first request.
 pub fn init() {
     LazyLock::force(&REQUESTS);
     LazyLock::force(&DURATION);
     LazyLock::force(&RELOADS);
+    LazyLock::force(&RATE_LIMIT);
+    LazyLock::force(&IDEMPOTENCY);
 }
 
 pub fn status_class(status: u16) -> &'static str {

@@ -25,11 +25,24 @@ struct Pool {
 }
 
 /// The identity every upstream call carries; only the edge sets these headers.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Trust {
     pub tenant: u32,
     pub user: u64,
     pub request_id: String,
+    /// Upstream calls of this request that reached a service (answered or timed out):
+    /// idempotency stores an answer only once a request reached the upstream.
+    pub reached: std::sync::atomic::AtomicU32,
+}
+
+impl Trust {
+    pub fn new(tenant: u32, user: u64, request_id: String) -> Trust {
+        Trust { tenant, user, request_id, reached: Default::default() }
+    }
+
+    pub fn reached(&self) -> u32 {
+        self.reached.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 pub struct Upstreams {
@@ -125,7 +138,11 @@ impl Upstreams {
                 .to_bytes();
             Ok::<_, Problem>((status, body))
         };
-        match tokio::time::timeout(pool.cfg.timeout, fut).await {
+        let outcome = tokio::time::timeout(pool.cfg.timeout, fut).await;
+        if matches!(outcome, Ok(Ok(_)) | Err(_)) {
+            trust.reached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        match outcome {
             Ok(Ok((status, body))) => Ok(Answer {
                 status,
                 body,

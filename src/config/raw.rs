@@ -24,6 +24,68 @@ pub struct RawEdge {
     pub issuers: Vec<RawIssuer>,
     #[serde(default)]
     pub permissions_cache_seconds: Option<Spanned<u64>>,
+    /// Shared state between edge nodes (rate limits, idempotency).
+    #[serde(default)]
+    pub redis: Option<RawRedis>,
+    #[serde(default)]
+    pub rate_limits: Option<RawRateLimits>,
+    #[serde(default)]
+    pub idempotency: Option<RawIdempotency>,
+    #[serde(default)]
+    pub cors: Option<RawCors>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: Spanned<String>,
+    /// Every key the edge writes starts with this (one prefix per deployment or test).
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    /// `memory` (one node) or `redis` (several nodes).
+    pub backend: Spanned<String>,
+    /// When Redis is unreachable: allow (`open`, the default) or refuse (`closed`).
+    #[serde(default)]
+    pub on_redis_failure: Option<Spanned<String>>,
+    pub policies: Vec<RawPolicy>,
+    /// Per-tenant quotas: tenant id → policy name → quota.
+    #[serde(default)]
+    pub tenant_overrides: IndexMap<String, IndexMap<String, u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub name: Spanned<String>,
+    pub quota: Spanned<u64>,
+    pub window_seconds: Spanned<u64>,
+    /// `all`, `search` or `writes`.
+    #[serde(default)]
+    pub applies_to: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdempotency {
+    /// `memory` (one node) or `redis` (several nodes).
+    pub backend: Spanned<String>,
+    #[serde(default)]
+    pub ttl_hours: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    pub allowed_origins: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub allowed_headers: Option<Vec<String>>,
+    #[serde(default)]
+    pub max_age_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

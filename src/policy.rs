@@ -1,0 +1,420 @@
+//! Edge policies shared by every route: rate limits (per tenant and app, in memory or in
+//! Redis for several nodes), idempotency keys (moka or Redis), and CORS.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+use crate::config::{Applies, Backend, Cors, Idempotency, Policy, RateLimits, Redis};
+use crate::problem::{Kind, Problem};
+
+/// Redis answers within this or counts as down.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// One lazily connected, self-reconnecting Redis connection shared by the policies.
+pub struct Shared {
+    cfg: Redis,
+    conn: OnceCell<redis::aio::ConnectionManager>,
+}
+
+impl Shared {
+    pub fn new(cfg: Redis) -> Shared {
+        Shared { cfg, conn: OnceCell::new() }
+    }
+
+    async fn conn(&self) -> Option<redis::aio::ConnectionManager> {
+        let fut = self.conn.get_or_try_init(|| async {
+            let client = redis::Client::open(self.cfg.url.as_str())?;
+            let cfg = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(REDIS_TIMEOUT))
+                .set_response_timeout(Some(REDIS_TIMEOUT))
+                .set_number_of_retries(1);
+            redis::aio::ConnectionManager::new_with_config(client, cfg).await
+        });
+        match tokio::time::timeout(REDIS_TIMEOUT * 4, fut).await {
+            Ok(Ok(c)) => Some(c.clone()),
+            _ => None,
+        }
+    }
+
+    fn key(&self, parts: &[&str]) -> String {
+        let mut k = self.cfg.prefix.clone();
+        k.push_str(&parts.join(":"));
+        k
+    }
+}
+
+// ------------------------------------------------------------------ rate limits
+
+/// What a request is, for the policies that apply to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Read,
+    Search,
+    Write,
+}
+
+pub struct RateLimiter {
+    cfg: RateLimits,
+    memory: Mutex<HashMap<String, (u64, u64)>>,
+    redis: Option<Arc<Shared>>,
+    script: redis::Script,
+}
+
+/// The outcome, with the headers every authenticated response carries.
+pub struct Decision {
+    pub headers: Vec<(&'static str, String)>,
+    pub refused: Option<Problem>,
+}
+
+const INCR_SCRIPT: &str = r#"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('EXPIRE', key, ARGV[i]) end
+  out[i] = n
+end
+return out
+"#;
+
+impl RateLimiter {
+    pub fn new(cfg: RateLimits, redis: Option<Arc<Shared>>) -> RateLimiter {
+        RateLimiter { cfg, memory: Mutex::new(HashMap::new()), redis, script: redis::Script::new(INCR_SCRIPT) }
+    }
+
+    fn quota(&self, p: &Policy, tenant: u32) -> u64 {
+        self.cfg.overrides.get(&(tenant, p.name.clone())).copied().unwrap_or(p.quota)
+    }
+
+    fn applies(p: &Policy, class: Class) -> bool {
+        match p.applies {
+            Applies::All => true,
+            Applies::Search => class == Class::Search,
+            Applies::Writes => class == Class::Write,
+        }
+    }
+
+    /// `RateLimit-Policy` for this tenant (draft-ietf-httpapi-ratelimit-headers structured form).
+    fn policy_header(&self, tenant: u32) -> String {
+        self.cfg
+            .policies
+            .iter()
+            .map(|p| format!("\"{}\";q={};w={}", p.name, self.quota(p, tenant), p.window))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Counts the request against every policy that applies; one Redis round trip.
+    pub async fn check(&self, tenant: u32, client: &str, class: Class, now: u64) -> Decision {
+        let applicable: Vec<&Policy> = self.cfg.policies.iter().filter(|p| Self::applies(p, class)).collect();
+        let windows: Vec<(u64, u64)> = applicable.iter().map(|p| (now / p.window, p.window - now % p.window)).collect();
+        let counts = match self.cfg.backend {
+            Backend::Memory => Some(self.count_memory(&applicable, &windows, tenant, client)),
+            Backend::Redis => self.count_redis(&applicable, &windows, tenant, client).await,
+        };
+        let mut headers = vec![("ratelimit-policy", self.policy_header(tenant))];
+        let Some(counts) = counts else {
+            crate::metrics::RATE_LIMIT.with_label_values(&["redis_error"]).inc();
+            tracing::warn!(fail_open = self.cfg.fail_open, "rate-limit store unreachable");
+            if self.cfg.fail_open {
+                return Decision { headers, refused: None };
+            }
+            let p = Problem::new(Kind::UpstreamUnavailable, "The rate-limit store is unavailable; retry later")
+                .with_header("retry-after", "1");
+            return Decision { headers, refused: Some(p) };
+        };
+        let mut violated = Vec::new();
+        let mut tightest: Option<(u64, &str, u64)> = None;
+        let mut retry = 0;
+        for ((p, (_, reset)), n) in applicable.iter().zip(&windows).zip(&counts) {
+            let quota = self.quota(p, tenant);
+            let remaining = quota.saturating_sub(*n);
+            if *n > quota {
+                violated.push(p.name.clone());
+                retry = retry.max(*reset);
+            }
+            if tightest.is_none_or(|(r, _, _)| remaining < r) {
+                tightest = Some((remaining, p.name.as_str(), *reset));
+            }
+        }
+        if let Some((r, name, t)) = tightest {
+            headers.push(("ratelimit", format!("\"{name}\";r={r};t={t}")));
+        }
+        if violated.is_empty() {
+            crate::metrics::RATE_LIMIT.with_label_values(&["allowed"]).inc();
+            return Decision { headers, refused: None };
+        }
+        crate::metrics::RATE_LIMIT.with_label_values(&["refused"]).inc();
+        let p = Problem::new(Kind::RateLimited, "The quota of this app for this tenant is used up")
+            .with_ext("violated_policies", violated)
+            .with_header("retry-after", retry.max(1).to_string());
+        Decision { headers, refused: Some(p) }
+    }
+
+    fn count_memory(&self, ps: &[&Policy], windows: &[(u64, u64)], tenant: u32, client: &str) -> Vec<u64> {
+        let mut m = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() > 100_000 {
+            // Old windows are dead weight; a full sweep is rare and cheap next to the quota.
+            let now_windows: Vec<u64> = windows.iter().map(|w| w.0).collect();
+            m.retain(|_, (w, _)| now_windows.contains(w));
+        }
+        ps.iter()
+            .zip(windows)
+            .map(|(p, (w, _))| {
+                let e = m.entry(format!("{}:{tenant}:{client}", p.name)).or_insert((*w, 0));
+                if e.0 != *w {
+                    *e = (*w, 0);
+                }
+                e.1 += 1;
+                e.1
+            })
+            .collect()
+    }
+
+    async fn count_redis(&self, ps: &[&Policy], windows: &[(u64, u64)], tenant: u32, client: &str) -> Option<Vec<u64>> {
+        let shared = self.redis.as_ref()?;
+        let mut conn = shared.conn().await?;
+        let tenant = tenant.to_string();
+        let client_hash = hex8(client);
+        let mut inv = self.script.prepare_invoke();
+        for (p, (w, _)) in ps.iter().zip(windows) {
+            inv.key(shared.key(&["rl", &p.name, &tenant, &client_hash, &w.to_string()]));
+            inv.arg(p.window + 1);
+        }
+        match tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async::<Vec<u64>>(&mut conn)).await {
+            Ok(Ok(v)) if v.len() == ps.len() => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// A short stable digest for key material that may hold any characters.
+fn hex8(s: &str) -> String {
+    Sha256::digest(s.as_bytes())[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ------------------------------------------------------------------ idempotency
+
+/// A stored answer, replayed byte for byte.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    pub status: u16,
+    pub content_type: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+pub enum Claim {
+    Fresh,
+    InFlight,
+    Mismatch,
+    Replay(Stored),
+}
+
+pub struct IdempotencyStore {
+    cfg: Idempotency,
+    memory: moka::future::Cache<String, Arc<Value>>,
+    redis: Option<Arc<Shared>>,
+}
+
+/// How long a claim holds without an answer (the request's own deadline, with margin).
+const IN_FLIGHT_TTL: u64 = 120;
+
+/// Validates an `Idempotency-Key`: 1–255 visible ASCII characters.
+pub fn valid_key(k: &[u8]) -> bool {
+    !k.is_empty() && k.len() <= 255 && k.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+/// Canonical JSON: object keys sorted, no insignificant white space.
+pub fn canonical(v: &Value) -> String {
+    fn sort(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(keys.into_iter().map(|k| (k.clone(), sort(&m[k]))).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    sort(v).to_string()
+}
+
+/// method + path + canonical body + version.
+pub fn fingerprint(method: &str, path: &str, body: Option<&Value>, version: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [method, path, &body.map(canonical).unwrap_or_default(), version] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn entry_state(v: &Value, fp: &str) -> Claim {
+    if v["fp"].as_str() != Some(fp) {
+        return Claim::Mismatch;
+    }
+    if v["s"] == "i" {
+        return Claim::InFlight;
+    }
+    let stored = Stored {
+        status: v["st"].as_u64().unwrap_or(500) as u16,
+        content_type: v["ct"].as_str().unwrap_or("application/json").to_string(),
+        headers: v["h"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| Some((p[0].as_str()?.to_string(), p[1].as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        body: v["b"].as_str().and_then(|b| B64.decode(b).ok()).unwrap_or_default(),
+    };
+    Claim::Replay(stored)
+}
+
+fn unavailable() -> Problem {
+    Problem::new(Kind::UpstreamUnavailable, "The idempotency store is unavailable; retry later")
+        .with_header("retry-after", "1")
+}
+
+impl IdempotencyStore {
+    pub fn new(cfg: Idempotency, redis: Option<Arc<Shared>>) -> IdempotencyStore {
+        IdempotencyStore {
+            memory: moka::future::Cache::builder().max_capacity(1_000_000).time_to_live(cfg.ttl).build(),
+            cfg,
+            redis,
+        }
+    }
+
+    fn scope(tenant: u32, client: &str, key: &[u8]) -> String {
+        let mut h = Sha256::new();
+        h.update(client.as_bytes());
+        h.update([0]);
+        h.update(key);
+        let d: String = h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{tenant}:{d}")
+    }
+
+    /// Claims the key for this request, atomically across nodes with Redis.
+    pub async fn claim(&self, tenant: u32, client: &str, key: &[u8], fp: &str) -> Result<Claim, Problem> {
+        let scope = Self::scope(tenant, client, key);
+        let inflight = json!({"s": "i", "fp": fp});
+        match self.cfg.backend {
+            Backend::Memory => {
+                let entry = self.memory.entry(scope).or_insert_with(async { Arc::new(inflight) }).await;
+                if entry.is_fresh() {
+                    return Ok(Claim::Fresh);
+                }
+                Ok(entry_state(entry.value(), fp))
+            }
+            Backend::Redis => {
+                let shared = self.redis.as_ref().ok_or_else(unavailable)?;
+                let mut conn = shared.conn().await.ok_or_else(unavailable)?;
+                let k = shared.key(&["idem", &scope]);
+                let set: redis::Cmd = redis::cmd("SET")
+                    .arg(&k)
+                    .arg(inflight.to_string())
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(IN_FLIGHT_TTL)
+                    .clone();
+                let won: Option<String> = tokio::time::timeout(REDIS_TIMEOUT, set.query_async(&mut conn))
+                    .await
+                    .map_err(|_| unavailable())?
+                    .map_err(|_| unavailable())?;
+                if won.is_some() {
+                    return Ok(Claim::Fresh);
+                }
+                let got: Option<String> = tokio::time::timeout(REDIS_TIMEOUT, redis::cmd("GET").arg(&k).query_async(&mut conn))
+                    .await
+                    .map_err(|_| unavailable())?
+                    .map_err(|_| unavailable())?;
+                match got.and_then(|s| serde_json::from_str::<Value>(&s).ok()) {
+                    Some(v) => Ok(entry_state(&v, fp)),
+                    // Expired between the two calls: the caller may simply retry.
+                    None => Ok(Claim::InFlight),
+                }
+            }
+        }
+    }
+
+    /// Stores the answer for replays (the request reached the upstream).
+    pub async fn complete(&self, tenant: u32, client: &str, key: &[u8], fp: &str, s: &Stored) {
+        let scope = Self::scope(tenant, client, key);
+        let v = json!({
+            "s": "d", "fp": fp, "st": s.status, "ct": s.content_type,
+            "h": s.headers.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+            "b": B64.encode(&s.body),
+        });
+        match self.cfg.backend {
+            Backend::Memory => self.memory.insert(scope, Arc::new(v)).await,
+            Backend::Redis => {
+                if let (Some(shared), true) = (self.redis.as_ref(), true) {
+                    if let Some(mut conn) = shared.conn().await {
+                        let k = shared.key(&["idem", &scope]);
+                        let cmd = redis::cmd("SET").arg(&k).arg(v.to_string()).arg("EX").arg(self.cfg.ttl.as_secs()).clone();
+                        let r: Result<Result<(), _>, _> = tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async(&mut conn)).await;
+                        if !matches!(r, Ok(Ok(()))) {
+                            tracing::error!("could not store an idempotent answer");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets a claim whose request never reached the upstream.
+    pub async fn release(&self, tenant: u32, client: &str, key: &[u8]) {
+        let scope = Self::scope(tenant, client, key);
+        match self.cfg.backend {
+            Backend::Memory => self.memory.invalidate(&scope).await,
+            Backend::Redis => {
+                if let Some(shared) = self.redis.as_ref() {
+                    if let Some(mut conn) = shared.conn().await {
+                        let k = shared.key(&["idem", &scope]);
+                        let _: Result<Result<(), _>, _> =
+                            tokio::time::timeout(REDIS_TIMEOUT, redis::cmd("DEL").arg(&k).query_async(&mut conn)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ CORS
+
+pub const EXPOSED: &str = "Trace-Id, Version, RateLimit, RateLimit-Policy, Retry-After, Location, Idempotent-Replayed, Deprecation, Sunset";
+
+impl Cors {
+    pub fn allows(&self, origin: &str) -> bool {
+        self.origins.iter().any(|o| o == "*" || o == origin)
+    }
+
+    /// Headers of a preflight answer for an allowed origin.
+    pub fn preflight(&self, origin: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("access-control-allow-origin", origin.to_string()),
+            ("access-control-allow-methods", "GET, POST, PATCH, DELETE, OPTIONS".into()),
+            ("access-control-allow-headers", self.headers.join(", ")),
+            ("access-control-max-age", self.max_age.to_string()),
+            ("vary", "Origin".into()),
+        ]
+    }
+
+    /// Headers of an actual answer to an allowed origin.
+    pub fn actual(&self, origin: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("access-control-allow-origin", origin.to_string()),
+            ("access-control-expose-headers", EXPOSED.into()),
+            ("vary", "Origin".into()),
+        ]
+    }
+}
