@@ -38,6 +38,19 @@ pub struct Issuer {
     pub audience: String,
     pub algorithms: Vec<Algorithm>,
     pub leeway: Duration,
+    /// Least time between two JWKS refetches caused by an unknown `kid`.
+    pub jwks_refetch_interval: Duration,
+}
+
+/// RFC 7662 token introspection for opaque access tokens.
+#[derive(Debug, Clone)]
+pub struct Introspection {
+    pub url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Upper bound on how long an answer is reused (never past the token's `exp`).
+    pub cache_max: Duration,
+    pub timeout: Duration,
 }
 
 /// A secret's bytes. Never printed.
@@ -64,6 +77,7 @@ pub struct EdgeConfig {
     pub upstreams: IndexMap<String, Upstream>,
     pub issuers: Vec<Issuer>,
     pub permissions_cache: Duration,
+    pub introspection: Option<Introspection>,
 }
 
 fn addr(path: &Path, v: &Spanned<String>, what: &str, d: &mut Diags) -> Option<SocketAddr> {
@@ -84,6 +98,17 @@ fn addr(path: &Path, v: &Spanned<String>, what: &str, d: &mut Diags) -> Option<S
 }
 
 fn secret(path: &Path, name: &str, raw: &raw::RawSecret, d: &mut Diags) -> Option<Secret> {
+    secret_at(path, &format!("secrets.{name}"), 16, raw, d)
+}
+
+/// A secret (called `name` in messages), from exactly one source, at least `min_len` bytes.
+fn secret_at(
+    path: &Path,
+    name: &str,
+    min_len: usize,
+    raw: &raw::RawSecret,
+    d: &mut Diags,
+) -> Option<Secret> {
     let sources = [
         raw.env.is_some(),
         raw.file.is_some(),
@@ -95,7 +120,7 @@ fn secret(path: &Path, name: &str, raw: &raw::RawSecret, d: &mut Diags) -> Optio
     if sources != 1 {
         d.file(
             path,
-            format!("secrets.{name}: give exactly one of `env`, `file` or `demo_value`"),
+            format!("{name}: give exactly one of `env`, `file` or `demo_value`"),
         );
         return None;
     }
@@ -106,10 +131,7 @@ fn secret(path: &Path, name: &str, raw: &raw::RawSecret, d: &mut Diags) -> Optio
                 d.at(
                     path,
                     env.span(),
-                    format!(
-                        "secrets.{name}: environment variable `{}` is not set",
-                        env.as_str()
-                    ),
+                    format!("{name}: environment variable `{}` is not set", env.as_str()),
                 );
                 return None;
             }
@@ -122,7 +144,7 @@ fn secret(path: &Path, name: &str, raw: &raw::RawSecret, d: &mut Diags) -> Optio
                 d.at(
                     path,
                     file.span(),
-                    format!("secrets.{name}: cannot read `{}`: {e}", p.display()),
+                    format!("{name}: cannot read `{}`: {e}", p.display()),
                 );
                 return None;
             }
@@ -134,10 +156,10 @@ fn secret(path: &Path, name: &str, raw: &raw::RawSecret, d: &mut Diags) -> Optio
             .unwrap_or_default()
     };
     let trimmed: Vec<u8> = bytes.trim_ascii().to_vec();
-    if trimmed.len() < 16 {
+    if trimmed.len() < min_len {
         d.file(
             path,
-            format!("secrets.{name}: a secret must be at least 16 bytes"),
+            format!("{name}: a secret must be at least {min_len} bytes"),
         );
         return None;
     }
@@ -223,12 +245,84 @@ fn issuer(path: &Path, raw: &raw::RawIssuer, d: &mut Diags) -> Option<Issuer> {
         d.at(path, raw.jwks_url.span(), "jwks_url must be an http(s) URL");
         return None;
     }
+    let jwks_refetch_interval = raw
+        .jwks_refetch_interval_seconds
+        .as_ref()
+        .map(|s| **s)
+        .unwrap_or(10);
+    if !(1..=3600).contains(&jwks_refetch_interval) {
+        if let Some(s) = &raw.jwks_refetch_interval_seconds {
+            d.at(
+                path,
+                s.span(),
+                "jwks_refetch_interval_seconds must be 1..=3600",
+            );
+        }
+        return None;
+    }
     Some(Issuer {
         issuer: raw.issuer.to_string(),
         jwks_url: raw.jwks_url.to_string(),
         audience: raw.audience.to_string(),
         algorithms,
         leeway: Duration::from_secs(raw.leeway_seconds.as_ref().map(|s| **s).unwrap_or(60)),
+        jwks_refetch_interval: Duration::from_secs(jwks_refetch_interval),
+    })
+}
+
+fn introspection(path: &Path, raw: &raw::RawIntrospection, d: &mut Diags) -> Option<Introspection> {
+    let mut ok = true;
+    let url = raw.url.as_str();
+    if url.parse::<Uri>().is_err() || !url.starts_with("http://") && !url.starts_with("https://") {
+        d.at(
+            path,
+            raw.url.span(),
+            "introspection.url must be an http(s) URL",
+        );
+        ok = false;
+    }
+    if raw.client_id.is_empty() {
+        d.at(
+            path,
+            raw.client_id.span(),
+            "introspection.client_id must not be empty",
+        );
+        ok = false;
+    }
+    let client_secret = secret_at(
+        path,
+        "introspection.client_secret",
+        1,
+        &raw.client_secret,
+        d,
+    );
+    let cache_max = raw.cache_max_seconds.as_ref().map(|s| **s).unwrap_or(60);
+    if cache_max > 3600 {
+        if let Some(s) = &raw.cache_max_seconds {
+            d.at(
+                path,
+                s.span(),
+                "introspection.cache_max_seconds must be 0..=3600",
+            );
+        }
+        ok = false;
+    }
+    let timeout = raw.timeout_ms.as_ref().map(|s| **s).unwrap_or(3_000);
+    if timeout == 0 || timeout > 60_000 {
+        if let Some(s) = &raw.timeout_ms {
+            d.at(path, s.span(), "introspection.timeout_ms must be 1..=60000");
+        }
+        ok = false;
+    }
+    if !ok {
+        return None;
+    }
+    Some(Introspection {
+        url: url.to_string(),
+        client_id: raw.client_id.to_string(),
+        client_secret: client_secret?,
+        cache_max: Duration::from_secs(cache_max),
+        timeout: Duration::from_millis(timeout),
     })
 }
 
@@ -279,6 +373,10 @@ impl EdgeConfig {
             .iter()
             .filter_map(|i| issuer(path, i, d))
             .collect();
+        let introspection = raw
+            .introspection
+            .as_ref()
+            .and_then(|i| introspection(path, i, d));
         if raw.issuers.is_empty() {
             d.file(path, "issuers: at least one token issuer is required");
         }
@@ -315,6 +413,7 @@ impl EdgeConfig {
                     .map(|s| (**s).min(60))
                     .unwrap_or(30),
             ),
+            introspection,
         })
     }
 }
