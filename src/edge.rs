@@ -43,7 +43,11 @@ impl Runtime {
         Runtime {
             sealer: Sealer::new(&cfg.id_secret.0, &cfg.cursor_secret.0),
             upstreams: Upstreams::new(cfg.upstreams.values().cloned()),
-            auth: Auth::new(&cfg.issuers, cfg.permissions_cache),
+            auth: Auth::new(
+                &cfg.issuers,
+                cfg.introspection.clone(),
+                cfg.permissions_cache,
+            ),
             plan: ArcSwap::from_pointee(plan),
             cfg,
         }
