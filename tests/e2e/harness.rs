@@ -206,6 +206,15 @@ impl World {
 
     /// Starts everything; `edit` may change the copied mappings before the edge starts.
     pub async fn start_with(edit: impl FnOnce(&Path)) -> World {
+        World::start_custom(edit, |_, _| {}).await
+    }
+
+    /// Starts everything; before the edge starts, `edit` may change the copied mappings
+    /// and `prepare` may set up the issuer and append to the edge's config.
+    pub async fn start_custom(
+        edit: impl FnOnce(&Path),
+        prepare: impl FnOnce(&legacy_sim::issuer::Issuer, &mut String),
+    ) -> World {
         let key = demo_key();
         let sim = legacy_sim::start(legacy_sim::SimConfig::default())
             .await
@@ -218,7 +227,8 @@ impl World {
         let mappings = dir.path().join("mappings");
         copy_mappings(&mappings);
         edit(&mappings);
-        let config = edge_config(&sim, &issuer.jwks_url(), &mappings);
+        let mut config = edge_config(&sim, &issuer.jwks_url(), &mappings);
+        prepare(&issuer, &mut config);
         let edge = tokio::task::block_in_place(|| spawn_edge(dir, &config));
         World {
             sim,

@@ -1,6 +1,7 @@
 //! End-to-end tests: a real edge (the release binary) against the legacy CRM simulator.
 //! One test binary with modules keeps link time low.
 
+mod auth;
 mod harness;
 mod reload;
 mod resources;
