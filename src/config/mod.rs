@@ -417,3 +417,75 @@ impl EdgeConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads the demo config with `extra` appended and the issuer lines replaced by `issuer`.
+    fn load_with(issuer: &str, extra: &str) -> Result<EdgeConfig, Diags> {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let base = std::fs::read_to_string(repo.join("conf/demo/edge.yaml")).unwrap_or_default();
+        let base = base.replace(
+            "mappings: ../../mappings",
+            &format!("mappings: {}", repo.join("mappings").display()),
+        );
+        let (head, _) = base.split_once("issuers:").unwrap_or((&base, ""));
+        let text = format!("{head}issuers:\n{issuer}{extra}");
+        let n: u64 = rand::random();
+        let path = std::env::temp_dir().join(format!("pe-config-test-{n:x}.yaml"));
+        std::fs::write(&path, text).ok();
+        let cfg = EdgeConfig::load(&path);
+        let _ = std::fs::remove_file(&path);
+        cfg
+    }
+
+    const ISSUER: &str = "  - issuer: https://issuer.example\n    jwks_url: http://127.0.0.1:1/jwks\n    audience: https://api.example\n";
+
+    #[test]
+    fn introspection_is_optional_and_compiled() {
+        let cfg = load_with(ISSUER, "").map_err(|d| d.render());
+        assert!(
+            matches!(&cfg, Ok(c) if c.introspection.is_none()),
+            "{cfg:?}"
+        );
+        let cfg = load_with(
+            ISSUER,
+            "introspection:\n  url: http://127.0.0.1:1/introspect\n  client_id: edge\n  client_secret: { demo_value: s3cret }\n  cache_max_seconds: 120\n",
+        )
+        .map_err(|d| d.render());
+        let i = cfg.as_ref().ok().and_then(|c| c.introspection.clone());
+        assert!(i.is_some(), "{cfg:?}");
+        if let Some(i) = i {
+            assert_eq!(i.client_id, "edge");
+            assert_eq!(i.client_secret.0, b"s3cret");
+            assert_eq!(i.cache_max, Duration::from_secs(120));
+            assert_eq!(i.timeout, Duration::from_millis(3000));
+        }
+        let refetch = cfg.ok().map(|c| c.issuers[0].jwks_refetch_interval);
+        assert_eq!(refetch, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn bad_introspection_and_refetch_values_are_all_reported() {
+        let issuer =
+            format!("{ISSUER}    jwks_refetch_interval_seconds: 0\n    algorithms: [HS256]\n");
+        let err = load_with(
+            &issuer,
+            "introspection:\n  url: ftp://x\n  client_id: \"\"\n  client_secret: { demo_value: a, env: B }\n  cache_max_seconds: 7200\n",
+        )
+        .err()
+        .map(|d| d.render())
+        .unwrap_or_default();
+        for expected in [
+            "jwks_refetch_interval_seconds must be 1..=3600",
+            "algorithm `HS256` is not allowed",
+            "introspection.url must be an http(s) URL",
+            "introspection.client_id must not be empty",
+            "introspection.client_secret: give exactly one of",
+            "introspection.cache_max_seconds must be 0..=3600",
+        ] {
+            assert!(err.contains(expected), "{expected} missing in {err}");
+        }
+    }
+}
