@@ -44,8 +44,12 @@ impl ServeHttp for Admin {
             ),
             "/readyz" => {
                 let plan = self.rt.plan.load();
+                // Without keys no token can be verified: not ready. Stale keys keep serving.
+                let jwks_loaded = self.rt.auth.jwks_loaded();
                 let body = json!({
-                    "status": "ready",
+                    "status": if jwks_loaded { "ready" } else { "not_ready" },
+                    "jwks_loaded": jwks_loaded,
+                    "jwks": self.rt.auth.jwks_report(),
                     "resources": plan.resources.len(),
                     "version": plan.versions.current,
                     "mapping_reloads": {
@@ -53,7 +57,8 @@ impl ServeHttp for Admin {
                         "refused": crate::metrics::RELOADS.with_label_values(&["refused"]).get(),
                     },
                 });
-                reply(200, "application/json", body.to_string().into_bytes())
+                let status = if jwks_loaded { 200 } else { 503 };
+                reply(status, "application/json", body.to_string().into_bytes())
             }
             "/metrics" => {
                 let mut buf = Vec::new();

@@ -44,14 +44,27 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(cfg: EdgeConfig, plan: Plan) -> Runtime {
-        let shared = cfg.redis.clone().map(|r| Arc::new(crate::policy::Shared::new(r)));
+        let shared = cfg
+            .redis
+            .clone()
+            .map(|r| Arc::new(crate::policy::Shared::new(r)));
         Runtime {
             sealer: Sealer::new(&cfg.id_secret.0, &cfg.cursor_secret.0),
             upstreams: Upstreams::new(cfg.upstreams.values().cloned()),
-            auth: Auth::new(&cfg.issuers, cfg.permissions_cache),
+            auth: Auth::new(
+                &cfg.issuers,
+                cfg.introspection.clone(),
+                cfg.permissions_cache,
+            ),
             ready: std::sync::atomic::AtomicBool::new(false),
-            rate_limiter: cfg.rate_limits.clone().map(|r| crate::policy::RateLimiter::new(r, shared.clone())),
-            idempotency: cfg.idempotency.clone().map(|i| crate::policy::IdempotencyStore::new(i, shared.clone())),
+            rate_limiter: cfg
+                .rate_limits
+                .clone()
+                .map(|r| crate::policy::RateLimiter::new(r, shared.clone())),
+            idempotency: cfg
+                .idempotency
+                .clone()
+                .map(|i| crate::policy::IdempotencyStore::new(i, shared.clone())),
             plan: ArcSwap::from_pointee(plan),
             cfg,
         }
@@ -267,7 +280,9 @@ impl Edge {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            let d = rl.check(identity.tenant, &identity.client_id, class, now).await;
+            let d = rl
+                .check(identity.tenant, &identity.client_id, class, now)
+                .await;
             ctx.extra.extend(d.headers);
             if let Some(p) = d.refused {
                 return Err(p);
@@ -355,9 +370,14 @@ impl Edge {
         // read body, and bring an older release's request to the current shape
         let mut body = read_json_body(session, &method).await?;
         let idem = match (&rt.idempotency, method.as_str()) {
-            (Some(store), "POST" | "PATCH") => match session.req_header().headers.get("idempotency-key") {
+            (Some(store), "POST" | "PATCH") => match session
+                .req_header()
+                .headers
+                .get("idempotency-key")
+            {
                 Some(k) if crate::policy::valid_key(k.as_bytes()) => {
-                    let fp = crate::policy::fingerprint(&method, &path, body.as_ref(), &release.date);
+                    let fp =
+                        crate::policy::fingerprint(&method, &path, body.as_ref(), &release.date);
                     Some((store, k.as_bytes().to_vec(), fp))
                 }
                 Some(_) => {
@@ -387,14 +407,18 @@ impl Edge {
 
         if let Some((store, key, fp)) = &idem {
             use crate::policy::Claim;
-            let claim = store.claim(identity.tenant, &identity.client_id, key, fp).await?;
+            let claim = store
+                .claim(identity.tenant, &identity.client_id, key, fp)
+                .await?;
             let outcome = match &claim {
                 Claim::Fresh => "fresh",
                 Claim::Replay(_) => "replayed",
                 Claim::InFlight => "in_flight",
                 Claim::Mismatch => "mismatch",
             };
-            crate::metrics::IDEMPOTENCY.with_label_values(&[outcome]).inc();
+            crate::metrics::IDEMPOTENCY
+                .with_label_values(&[outcome])
+                .inc();
             match claim {
                 Claim::Fresh => {}
                 Claim::InFlight => {
@@ -431,7 +455,18 @@ impl Edge {
             }
         }
         let reached_before = trust.reached();
-        let result = self.execute(&plan, &res, &op, &trust, &identity, release, &changes, body.as_ref()).await;
+        let result = self
+            .execute(
+                &plan,
+                &res,
+                &op,
+                &trust,
+                &identity,
+                release,
+                &changes,
+                body.as_ref(),
+            )
+            .await;
         let result = result.map(|(status, headers, body)| Reply {
             status,
             headers: extra.iter().cloned().chain(headers).collect(),
@@ -447,13 +482,21 @@ impl Edge {
                 let stored = crate::policy::Stored {
                     status: reply.status,
                     content_type: reply.content_type.to_string(),
-                    headers: reply.headers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+                    headers: reply
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.clone()))
+                        .collect(),
                     body: reply.body.to_vec(),
                 };
-                store.complete(identity.tenant, &identity.client_id, key, fp, &stored).await;
+                store
+                    .complete(identity.tenant, &identity.client_id, key, fp, &stored)
+                    .await;
                 return Ok(reply);
             }
-            store.release(identity.tenant, &identity.client_id, key).await;
+            store
+                .release(identity.tenant, &identity.client_id, key)
+                .await;
         }
         result
     }
@@ -474,11 +517,11 @@ impl Edge {
         let rt = &self.rt;
         // execute
         let exec = Exec {
-            plan: &plan,
-            res: &res,
+            plan,
+            res,
             sealer: &rt.sealer,
             upstreams: &rt.upstreams,
-            trust: &trust,
+            trust,
             client_id: &identity.client_id,
             version: &release.date,
         };
@@ -555,7 +598,9 @@ impl Edge {
 
 /// The headers of a stored answer that a replay repeats (per-request ones are fresh).
 fn replay_header(name: &str) -> Option<&'static str> {
-    ["location", "deprecation", "sunset"].into_iter().find(|h| *h == name)
+    ["location", "deprecation", "sunset"]
+        .into_iter()
+        .find(|h| *h == name)
 }
 
 /// Reads the whole request body (bounded) and parses it as JSON when the method carries one.

@@ -25,7 +25,10 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(cfg: Redis) -> Shared {
-        Shared { cfg, conn: OnceCell::new() }
+        Shared {
+            cfg,
+            conn: OnceCell::new(),
+        }
     }
 
     async fn conn(&self) -> Option<redis::aio::ConnectionManager> {
@@ -73,23 +76,37 @@ pub struct Decision {
     pub refused: Option<Problem>,
 }
 
+/// One round trip: count the request in every applicable window and read how long each
+/// window still runs. A window opens with the first request of the (tenant, app).
 const INCR_SCRIPT: &str = r#"
 local out = {}
 for i, key in ipairs(KEYS) do
   local n = redis.call('INCR', key)
   if n == 1 then redis.call('EXPIRE', key, ARGV[i]) end
-  out[i] = n
+  local ttl = redis.call('TTL', key)
+  if ttl < 0 then redis.call('EXPIRE', key, ARGV[i]); ttl = tonumber(ARGV[i]) end
+  out[2 * i - 1] = n
+  out[2 * i] = ttl
 end
 return out
 "#;
 
 impl RateLimiter {
     pub fn new(cfg: RateLimits, redis: Option<Arc<Shared>>) -> RateLimiter {
-        RateLimiter { cfg, memory: Mutex::new(HashMap::new()), redis, script: redis::Script::new(INCR_SCRIPT) }
+        RateLimiter {
+            cfg,
+            memory: Mutex::new(HashMap::new()),
+            redis,
+            script: redis::Script::new(INCR_SCRIPT),
+        }
     }
 
     fn quota(&self, p: &Policy, tenant: u32) -> u64 {
-        self.cfg.overrides.get(&(tenant, p.name.clone())).copied().unwrap_or(p.quota)
+        self.cfg
+            .overrides
+            .get(&(tenant, p.name.clone()))
+            .copied()
+            .unwrap_or(p.quota)
     }
 
     fn applies(p: &Policy, class: Class) -> bool {
@@ -112,27 +129,45 @@ impl RateLimiter {
 
     /// Counts the request against every policy that applies; one Redis round trip.
     pub async fn check(&self, tenant: u32, client: &str, class: Class, now: u64) -> Decision {
-        let applicable: Vec<&Policy> = self.cfg.policies.iter().filter(|p| Self::applies(p, class)).collect();
-        let windows: Vec<(u64, u64)> = applicable.iter().map(|p| (now / p.window, p.window - now % p.window)).collect();
-        let counts = match self.cfg.backend {
-            Backend::Memory => Some(self.count_memory(&applicable, &windows, tenant, client)),
-            Backend::Redis => self.count_redis(&applicable, &windows, tenant, client).await,
+        let applicable: Vec<&Policy> = self
+            .cfg
+            .policies
+            .iter()
+            .filter(|p| Self::applies(p, class))
+            .collect();
+        let counted = match self.cfg.backend {
+            Backend::Memory => Some(self.count_memory(&applicable, tenant, client, now)),
+            Backend::Redis => self.count_redis(&applicable, tenant, client).await,
         };
         let mut headers = vec![("ratelimit-policy", self.policy_header(tenant))];
-        let Some(counts) = counts else {
-            crate::metrics::RATE_LIMIT.with_label_values(&["redis_error"]).inc();
-            tracing::warn!(fail_open = self.cfg.fail_open, "rate-limit store unreachable");
+        let Some(counted) = counted else {
+            crate::metrics::RATE_LIMIT
+                .with_label_values(&["redis_error"])
+                .inc();
+            tracing::warn!(
+                fail_open = self.cfg.fail_open,
+                "rate-limit store unreachable"
+            );
             if self.cfg.fail_open {
-                return Decision { headers, refused: None };
+                return Decision {
+                    headers,
+                    refused: None,
+                };
             }
-            let p = Problem::new(Kind::UpstreamUnavailable, "The rate-limit store is unavailable; retry later")
-                .with_header("retry-after", "1");
-            return Decision { headers, refused: Some(p) };
+            let p = Problem::new(
+                Kind::UpstreamUnavailable,
+                "The rate-limit store is unavailable; retry later",
+            )
+            .with_header("retry-after", "1");
+            return Decision {
+                headers,
+                refused: Some(p),
+            };
         };
         let mut violated = Vec::new();
         let mut tightest: Option<(u64, &str, u64)> = None;
         let mut retry = 0;
-        for ((p, (_, reset)), n) in applicable.iter().zip(&windows).zip(&counts) {
+        for (p, (n, reset)) in applicable.iter().zip(&counted) {
             let quota = self.quota(p, tenant);
             let remaining = quota.saturating_sub(*n);
             if *n > quota {
@@ -147,48 +182,78 @@ impl RateLimiter {
             headers.push(("ratelimit", format!("\"{name}\";r={r};t={t}")));
         }
         if violated.is_empty() {
-            crate::metrics::RATE_LIMIT.with_label_values(&["allowed"]).inc();
-            return Decision { headers, refused: None };
+            crate::metrics::RATE_LIMIT
+                .with_label_values(&["allowed"])
+                .inc();
+            return Decision {
+                headers,
+                refused: None,
+            };
         }
-        crate::metrics::RATE_LIMIT.with_label_values(&["refused"]).inc();
-        let p = Problem::new(Kind::RateLimited, "The quota of this app for this tenant is used up")
-            .with_ext("violated_policies", violated)
-            .with_header("retry-after", retry.max(1).to_string());
-        Decision { headers, refused: Some(p) }
+        crate::metrics::RATE_LIMIT
+            .with_label_values(&["refused"])
+            .inc();
+        let p = Problem::new(
+            Kind::RateLimited,
+            "The quota of this app for this tenant is used up",
+        )
+        .with_ext("violated_policies", violated)
+        .with_header("retry-after", retry.max(1).to_string());
+        Decision {
+            headers,
+            refused: Some(p),
+        }
     }
 
-    fn count_memory(&self, ps: &[&Policy], windows: &[(u64, u64)], tenant: u32, client: &str) -> Vec<u64> {
+    /// (count, seconds until the window ends) per policy.
+    fn count_memory(&self, ps: &[&Policy], tenant: u32, client: &str, now: u64) -> Vec<(u64, u64)> {
         let mut m = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         if m.len() > 100_000 {
-            // Old windows are dead weight; a full sweep is rare and cheap next to the quota.
-            let now_windows: Vec<u64> = windows.iter().map(|w| w.0).collect();
-            m.retain(|_, (w, _)| now_windows.contains(w));
+            // Ended windows are dead weight; a sweep is rare and cheap next to the quota.
+            let longest = self
+                .cfg
+                .policies
+                .iter()
+                .map(|p| p.window)
+                .max()
+                .unwrap_or(0);
+            m.retain(|_, (start, _)| *start + longest > now);
         }
         ps.iter()
-            .zip(windows)
-            .map(|(p, (w, _))| {
-                let e = m.entry(format!("{}:{tenant}:{client}", p.name)).or_insert((*w, 0));
-                if e.0 != *w {
-                    *e = (*w, 0);
+            .map(|p| {
+                let e = m
+                    .entry(format!("{}:{tenant}:{client}", p.name))
+                    .or_insert((now, 0));
+                if now >= e.0 + p.window {
+                    *e = (now, 0);
                 }
                 e.1 += 1;
-                e.1
+                (e.1, e.0 + p.window - now)
             })
             .collect()
     }
 
-    async fn count_redis(&self, ps: &[&Policy], windows: &[(u64, u64)], tenant: u32, client: &str) -> Option<Vec<u64>> {
+    async fn count_redis(
+        &self,
+        ps: &[&Policy],
+        tenant: u32,
+        client: &str,
+    ) -> Option<Vec<(u64, u64)>> {
         let shared = self.redis.as_ref()?;
         let mut conn = shared.conn().await?;
         let tenant = tenant.to_string();
         let client_hash = hex8(client);
         let mut inv = self.script.prepare_invoke();
-        for (p, (w, _)) in ps.iter().zip(windows) {
-            inv.key(shared.key(&["rl", &p.name, &tenant, &client_hash, &w.to_string()]));
-            inv.arg(p.window + 1);
+        for p in ps {
+            inv.key(shared.key(&["rl", &p.name, &tenant, &client_hash]));
+            inv.arg(p.window);
         }
-        match tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async::<Vec<u64>>(&mut conn)).await {
-            Ok(Ok(v)) if v.len() == ps.len() => Some(v),
+        match tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async::<Vec<i64>>(&mut conn)).await {
+            Ok(Ok(v)) if v.len() == 2 * ps.len() => Some(
+                v.chunks(2)
+                    .map(|c| (c[0].max(0) as u64, c[1].max(1) as u64))
+                    .collect(),
+            ),
             _ => None,
         }
     }
@@ -196,7 +261,10 @@ impl RateLimiter {
 
 /// A short stable digest for key material that may hold any characters.
 fn hex8(s: &str) -> String {
-    Sha256::digest(s.as_bytes())[..8].iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(s.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 // ------------------------------------------------------------------ idempotency
@@ -250,7 +318,12 @@ pub fn canonical(v: &Value) -> String {
 /// method + path + canonical body + version.
 pub fn fingerprint(method: &str, path: &str, body: Option<&Value>, version: &str) -> String {
     let mut h = Sha256::new();
-    for part in [method, path, &body.map(canonical).unwrap_or_default(), version] {
+    for part in [
+        method,
+        path,
+        &body.map(canonical).unwrap_or_default(),
+        version,
+    ] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -275,20 +348,29 @@ fn entry_state(v: &Value, fp: &str) -> Claim {
                     .collect()
             })
             .unwrap_or_default(),
-        body: v["b"].as_str().and_then(|b| B64.decode(b).ok()).unwrap_or_default(),
+        body: v["b"]
+            .as_str()
+            .and_then(|b| B64.decode(b).ok())
+            .unwrap_or_default(),
     };
     Claim::Replay(stored)
 }
 
 fn unavailable() -> Problem {
-    Problem::new(Kind::UpstreamUnavailable, "The idempotency store is unavailable; retry later")
-        .with_header("retry-after", "1")
+    Problem::new(
+        Kind::UpstreamUnavailable,
+        "The idempotency store is unavailable; retry later",
+    )
+    .with_header("retry-after", "1")
 }
 
 impl IdempotencyStore {
     pub fn new(cfg: Idempotency, redis: Option<Arc<Shared>>) -> IdempotencyStore {
         IdempotencyStore {
-            memory: moka::future::Cache::builder().max_capacity(1_000_000).time_to_live(cfg.ttl).build(),
+            memory: moka::future::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(cfg.ttl)
+                .build(),
             cfg,
             redis,
         }
@@ -299,17 +381,30 @@ impl IdempotencyStore {
         h.update(client.as_bytes());
         h.update([0]);
         h.update(key);
-        let d: String = h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let d: String = h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         format!("{tenant}:{d}")
     }
 
     /// Claims the key for this request, atomically across nodes with Redis.
-    pub async fn claim(&self, tenant: u32, client: &str, key: &[u8], fp: &str) -> Result<Claim, Problem> {
+    pub async fn claim(
+        &self,
+        tenant: u32,
+        client: &str,
+        key: &[u8],
+        fp: &str,
+    ) -> Result<Claim, Problem> {
         let scope = Self::scope(tenant, client, key);
         let inflight = json!({"s": "i", "fp": fp});
         match self.cfg.backend {
             Backend::Memory => {
-                let entry = self.memory.entry(scope).or_insert_with(async { Arc::new(inflight) }).await;
+                let entry = self
+                    .memory
+                    .entry(scope)
+                    .or_insert_with(async { Arc::new(inflight) })
+                    .await;
                 if entry.is_fresh() {
                     return Ok(Claim::Fresh);
                 }
@@ -326,17 +421,21 @@ impl IdempotencyStore {
                     .arg("EX")
                     .arg(IN_FLIGHT_TTL)
                     .clone();
-                let won: Option<String> = tokio::time::timeout(REDIS_TIMEOUT, set.query_async(&mut conn))
-                    .await
-                    .map_err(|_| unavailable())?
-                    .map_err(|_| unavailable())?;
+                let won: Option<String> =
+                    tokio::time::timeout(REDIS_TIMEOUT, set.query_async(&mut conn))
+                        .await
+                        .map_err(|_| unavailable())?
+                        .map_err(|_| unavailable())?;
                 if won.is_some() {
                     return Ok(Claim::Fresh);
                 }
-                let got: Option<String> = tokio::time::timeout(REDIS_TIMEOUT, redis::cmd("GET").arg(&k).query_async(&mut conn))
-                    .await
-                    .map_err(|_| unavailable())?
-                    .map_err(|_| unavailable())?;
+                let got: Option<String> = tokio::time::timeout(
+                    REDIS_TIMEOUT,
+                    redis::cmd("GET").arg(&k).query_async(&mut conn),
+                )
+                .await
+                .map_err(|_| unavailable())?
+                .map_err(|_| unavailable())?;
                 match got.and_then(|s| serde_json::from_str::<Value>(&s).ok()) {
                     Some(v) => Ok(entry_state(&v, fp)),
                     // Expired between the two calls: the caller may simply retry.
@@ -360,8 +459,14 @@ impl IdempotencyStore {
                 if let (Some(shared), true) = (self.redis.as_ref(), true) {
                     if let Some(mut conn) = shared.conn().await {
                         let k = shared.key(&["idem", &scope]);
-                        let cmd = redis::cmd("SET").arg(&k).arg(v.to_string()).arg("EX").arg(self.cfg.ttl.as_secs()).clone();
-                        let r: Result<Result<(), _>, _> = tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async(&mut conn)).await;
+                        let cmd = redis::cmd("SET")
+                            .arg(&k)
+                            .arg(v.to_string())
+                            .arg("EX")
+                            .arg(self.cfg.ttl.as_secs())
+                            .clone();
+                        let r: Result<Result<(), _>, _> =
+                            tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async(&mut conn)).await;
                         if !matches!(r, Ok(Ok(()))) {
                             tracing::error!("could not store an idempotent answer");
                         }
@@ -380,8 +485,11 @@ impl IdempotencyStore {
                 if let Some(shared) = self.redis.as_ref() {
                     if let Some(mut conn) = shared.conn().await {
                         let k = shared.key(&["idem", &scope]);
-                        let _: Result<Result<(), _>, _> =
-                            tokio::time::timeout(REDIS_TIMEOUT, redis::cmd("DEL").arg(&k).query_async(&mut conn)).await;
+                        let _: Result<Result<(), _>, _> = tokio::time::timeout(
+                            REDIS_TIMEOUT,
+                            redis::cmd("DEL").arg(&k).query_async(&mut conn),
+                        )
+                        .await;
                     }
                 }
             }
@@ -402,7 +510,10 @@ impl Cors {
     pub fn preflight(&self, origin: &str) -> Vec<(&'static str, String)> {
         vec![
             ("access-control-allow-origin", origin.to_string()),
-            ("access-control-allow-methods", "GET, POST, PATCH, DELETE, OPTIONS".into()),
+            (
+                "access-control-allow-methods",
+                "GET, POST, PATCH, DELETE, OPTIONS".into(),
+            ),
             ("access-control-allow-headers", self.headers.join(", ")),
             ("access-control-max-age", self.max_age.to_string()),
             ("vary", "Origin".into()),

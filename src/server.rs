@@ -73,16 +73,23 @@ struct Background {
     rt: Arc<Runtime>,
 }
 
+/// The next SIGHUP; never, when signals could not be set up.
+async fn next_hup(hup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match hup {
+        Some(h) => h.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 #[async_trait]
 impl BackgroundService for Background {
-    /// Loads the issuers' keys, then reloads the mappings on every SIGHUP until shutdown.
+    /// Loads the issuers' keys, then until shutdown: reloads the mappings on every SIGHUP
+    /// and refreshes each issuer's JWKS before it expires.
     async fn start(&self, mut shutdown: ShutdownWatch) {
         // The handler goes in first: SIGHUP's default action would end the process.
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            tracing::error!("cannot listen for SIGHUP; mapping reload is disabled");
-            return;
-        };
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|_| tracing::error!("cannot listen for SIGHUP; mapping reload is disabled"))
+            .ok();
         let n = self.rt.auth.refresh_all().await;
         tracing::info!(issuers_with_keys = n, "JWKS loaded");
         self.rt
@@ -90,10 +97,13 @@ impl BackgroundService for Background {
             .store(true, std::sync::atomic::Ordering::Release);
         loop {
             tokio::select! {
-                _ = hup.recv() => match self.rt.reload() {
+                Some(()) = next_hup(&mut hup) => match self.rt.reload() {
                     Ok(n) => tracing::info!(resources = n, "mappings reloaded"),
                     Err(d) => tracing::error!(errors = %d.render(), "mapping reload refused; the previous mappings keep serving"),
                 },
+                _ = tokio::time::sleep(self.rt.auth.next_refresh_in()) => {
+                    self.rt.auth.refresh_due().await;
+                }
                 _ = shutdown.changed() => return,
             }
         }

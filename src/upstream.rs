@@ -37,7 +37,12 @@ pub struct Trust {
 
 impl Trust {
     pub fn new(tenant: u32, user: u64, request_id: String) -> Trust {
-        Trust { tenant, user, request_id, reached: Default::default() }
+        Trust {
+            tenant,
+            user,
+            request_id,
+            reached: Default::default(),
+        }
     }
 
     pub fn reached(&self) -> u32 {
@@ -140,7 +145,9 @@ impl Upstreams {
         };
         let outcome = tokio::time::timeout(pool.cfg.timeout, fut).await;
         if matches!(outcome, Ok(Ok(_)) | Err(_)) {
-            trust.reached.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            trust
+                .reached
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         match outcome {
             Ok(Ok((status, body))) => Ok(Answer {

@@ -1,7 +1,8 @@
 //! A tiny OAuth token-issuer stand-in for tests and the demo: it serves a JWKS
 //! (`GET /.well-known/jwks.json`, `Cache-Control: max-age=300`, counting fetches) and
-//! answers RFC 7662 introspection (`POST /introspect`, form body `token=…`) from answers
-//! set by the test. It signs nothing: tests mint their own tokens.
+//! answers RFC 7662 introspection (`POST /introspect`, form body `token=…`, counting
+//! calls, optionally requiring the caller's client credentials) from answers set by the
+//! test. It signs nothing: tests mint their own tokens.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -24,6 +25,9 @@ struct Shared {
     jwks: RwLock<Value>,
     fetches: AtomicU64,
     answers: RwLock<HashMap<String, Value>>,
+    introspections: AtomicU64,
+    /// The exact `Authorization` value introspection requires (None: anything goes).
+    client_auth: RwLock<Option<String>>,
 }
 
 /// The running issuer.
@@ -38,6 +42,8 @@ pub async fn start_issuer(jwks: Value) -> std::io::Result<Issuer> {
         jwks: RwLock::new(jwks),
         fetches: AtomicU64::new(0),
         answers: RwLock::new(HashMap::new()),
+        introspections: AtomicU64::new(0),
+        client_auth: RwLock::new(None),
     });
     let app = Router::new()
         .route("/.well-known/jwks.json", get(jwks_handler))
@@ -74,7 +80,27 @@ async fn jwks_handler(State(s): State<Arc<Shared>>) -> Response {
     r
 }
 
-async fn introspect(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+async fn introspect(State(s): State<Arc<Shared>>, h: HeaderMap, body: Bytes) -> Response {
+    s.introspections.fetch_add(1, Ordering::Relaxed);
+    let required = s
+        .client_auth
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if let Some(required) = required {
+        let given = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if given != Some(required.as_str()) {
+            let mut r = json_response(
+                StatusCode::UNAUTHORIZED,
+                &json!({"error": "invalid_client"}),
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"introspection\""),
+            );
+            return r;
+        }
+    }
     let token = form_urlencoded::parse(&body)
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned());
@@ -126,6 +152,26 @@ impl Issuer {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(token.to_string(), answer);
+    }
+
+    /// How many introspection requests have been received.
+    pub fn introspections(&self) -> u64 {
+        self.shared.introspections.load(Ordering::Relaxed)
+    }
+
+    /// From now on introspection answers 401 `invalid_client` unless the request's
+    /// `Authorization` header is exactly `value` (e.g. `Basic …` of the client credentials).
+    pub fn require_authorization(&self, value: &str) {
+        *self
+            .shared
+            .client_auth
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(value.to_string());
+    }
+
+    /// Stops answering (connections refused from now on), as an issuer outage would.
+    pub async fn stop(&self) {
+        self.listener.stop().await;
     }
 
     pub async fn shutdown(self) {

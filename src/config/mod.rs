@@ -38,6 +38,19 @@ pub struct Issuer {
     pub audience: String,
     pub algorithms: Vec<Algorithm>,
     pub leeway: Duration,
+    /// Least time between two JWKS refetches caused by an unknown `kid`.
+    pub jwks_refetch_interval: Duration,
+}
+
+/// RFC 7662 token introspection for opaque access tokens.
+#[derive(Debug, Clone)]
+pub struct Introspection {
+    pub url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Upper bound on how long an answer is reused (never past the token's `exp`).
+    pub cache_max: Duration,
+    pub timeout: Duration,
 }
 
 /// A secret's bytes. Never printed.
@@ -117,6 +130,7 @@ pub struct EdgeConfig {
     pub rate_limits: Option<RateLimits>,
     pub idempotency: Option<Idempotency>,
     pub cors: Option<Cors>,
+    pub introspection: Option<Introspection>,
 }
 
 fn addr(path: &Path, v: &Spanned<String>, what: &str, d: &mut Diags) -> Option<SocketAddr> {
@@ -137,6 +151,17 @@ fn addr(path: &Path, v: &Spanned<String>, what: &str, d: &mut Diags) -> Option<S
 }
 
 fn secret(path: &Path, name: &str, raw: &raw::RawSecret, d: &mut Diags) -> Option<Secret> {
+    secret_at(path, &format!("secrets.{name}"), 16, raw, d)
+}
+
+/// A secret (called `name` in messages), from exactly one source, at least `min_len` bytes.
+fn secret_at(
+    path: &Path,
+    name: &str,
+    min_len: usize,
+    raw: &raw::RawSecret,
+    d: &mut Diags,
+) -> Option<Secret> {
     let sources = [
         raw.env.is_some(),
         raw.file.is_some(),
@@ -148,7 +173,7 @@ fn secret(path: &Path, name: &str, raw: &raw::RawSecret, d: &mut Diags) -> Optio
     if sources != 1 {
         d.file(
             path,
-            format!("secrets.{name}: give exactly one of `env`, `file` or `demo_value`"),
+            format!("{name}: give exactly one of `env`, `file` or `demo_value`"),
         );
         return None;
     }
@@ -159,10 +184,7 @@ fn secret(path: &Path, name: &str, raw: &raw::RawSecret, d: &mut Diags) -> Optio
                 d.at(
                     path,
                     env.span(),
-                    format!(
-                        "secrets.{name}: environment variable `{}` is not set",
-                        env.as_str()
-                    ),
+                    format!("{name}: environment variable `{}` is not set", env.as_str()),
                 );
                 return None;
             }
@@ -175,7 +197,7 @@ fn secret(path: &Path, name: &str, raw: &raw::RawSecret, d: &mut Diags) -> Optio
                 d.at(
                     path,
                     file.span(),
-                    format!("secrets.{name}: cannot read `{}`: {e}", p.display()),
+                    format!("{name}: cannot read `{}`: {e}", p.display()),
                 );
                 return None;
             }
@@ -187,10 +209,10 @@ fn secret(path: &Path, name: &str, raw: &raw::RawSecret, d: &mut Diags) -> Optio
             .unwrap_or_default()
     };
     let trimmed: Vec<u8> = bytes.trim_ascii().to_vec();
-    if trimmed.len() < 16 {
+    if trimmed.len() < min_len {
         d.file(
             path,
-            format!("secrets.{name}: a secret must be at least 16 bytes"),
+            format!("{name}: a secret must be at least {min_len} bytes"),
         );
         return None;
     }
@@ -276,12 +298,84 @@ fn issuer(path: &Path, raw: &raw::RawIssuer, d: &mut Diags) -> Option<Issuer> {
         d.at(path, raw.jwks_url.span(), "jwks_url must be an http(s) URL");
         return None;
     }
+    let jwks_refetch_interval = raw
+        .jwks_refetch_interval_seconds
+        .as_ref()
+        .map(|s| **s)
+        .unwrap_or(10);
+    if !(1..=3600).contains(&jwks_refetch_interval) {
+        if let Some(s) = &raw.jwks_refetch_interval_seconds {
+            d.at(
+                path,
+                s.span(),
+                "jwks_refetch_interval_seconds must be 1..=3600",
+            );
+        }
+        return None;
+    }
     Some(Issuer {
         issuer: raw.issuer.to_string(),
         jwks_url: raw.jwks_url.to_string(),
         audience: raw.audience.to_string(),
         algorithms,
         leeway: Duration::from_secs(raw.leeway_seconds.as_ref().map(|s| **s).unwrap_or(60)),
+        jwks_refetch_interval: Duration::from_secs(jwks_refetch_interval),
+    })
+}
+
+fn introspection(path: &Path, raw: &raw::RawIntrospection, d: &mut Diags) -> Option<Introspection> {
+    let mut ok = true;
+    let url = raw.url.as_str();
+    if url.parse::<Uri>().is_err() || !url.starts_with("http://") && !url.starts_with("https://") {
+        d.at(
+            path,
+            raw.url.span(),
+            "introspection.url must be an http(s) URL",
+        );
+        ok = false;
+    }
+    if raw.client_id.is_empty() {
+        d.at(
+            path,
+            raw.client_id.span(),
+            "introspection.client_id must not be empty",
+        );
+        ok = false;
+    }
+    let client_secret = secret_at(
+        path,
+        "introspection.client_secret",
+        1,
+        &raw.client_secret,
+        d,
+    );
+    let cache_max = raw.cache_max_seconds.as_ref().map(|s| **s).unwrap_or(60);
+    if cache_max > 3600 {
+        if let Some(s) = &raw.cache_max_seconds {
+            d.at(
+                path,
+                s.span(),
+                "introspection.cache_max_seconds must be 0..=3600",
+            );
+        }
+        ok = false;
+    }
+    let timeout = raw.timeout_ms.as_ref().map(|s| **s).unwrap_or(3_000);
+    if timeout == 0 || timeout > 60_000 {
+        if let Some(s) = &raw.timeout_ms {
+            d.at(path, s.span(), "introspection.timeout_ms must be 1..=60000");
+        }
+        ok = false;
+    }
+    if !ok {
+        return None;
+    }
+    Some(Introspection {
+        url: url.to_string(),
+        client_id: raw.client_id.to_string(),
+        client_secret: client_secret?,
+        cache_max: Duration::from_secs(cache_max),
+        timeout: Duration::from_millis(timeout),
     })
 }
 
@@ -308,20 +402,33 @@ fn backend(path: &Path, v: &Spanned<String>, redis: bool, d: &mut Diags) -> Opti
             None
         }
         o => {
-            d.at(path, v.span(), format!("backend `{o}` must be memory or redis"));
+            d.at(
+                path,
+                v.span(),
+                format!("backend `{o}` must be memory or redis"),
+            );
             None
         }
     }
 }
 
-fn rate_limits(path: &Path, raw: &raw::RawRateLimits, redis: bool, d: &mut Diags) -> Option<RateLimits> {
+fn rate_limits(
+    path: &Path,
+    raw: &raw::RawRateLimits,
+    redis: bool,
+    d: &mut Diags,
+) -> Option<RateLimits> {
     let backend = backend(path, &raw.backend, redis, d);
     let fail_open = match raw.on_redis_failure.as_ref().map(|s| s.as_str()) {
         None | Some("open") => true,
         Some("closed") => false,
         Some(o) => {
             if let Some(s) = &raw.on_redis_failure {
-                d.at(path, s.span(), format!("on_redis_failure `{o}` must be open or closed"));
+                d.at(
+                    path,
+                    s.span(),
+                    format!("on_redis_failure `{o}` must be open or closed"),
+                );
             }
             true
         }
@@ -334,34 +441,65 @@ fn rate_limits(path: &Path, raw: &raw::RawRateLimits, redis: bool, d: &mut Diags
             Some("writes") => Applies::Writes,
             Some(o) => {
                 if let Some(s) = &p.applies_to {
-                    d.at(path, s.span(), format!("applies_to `{o}` must be all, search or writes"));
+                    d.at(
+                        path,
+                        s.span(),
+                        format!("applies_to `{o}` must be all, search or writes"),
+                    );
                 }
                 continue;
             }
         };
-        let ok_name = !p.name.is_empty() && p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let ok_name = !p.name.is_empty()
+            && p.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !ok_name {
-            d.at(path, p.name.span(), "a policy name is letters, digits, - and _");
+            d.at(
+                path,
+                p.name.span(),
+                "a policy name is letters, digits, - and _",
+            );
         }
         if *p.quota == 0 || *p.window_seconds == 0 || *p.window_seconds > 86_400 {
-            d.at(path, p.quota.span(), "quota must be ≥ 1 and window_seconds 1..=86400");
+            d.at(
+                path,
+                p.quota.span(),
+                "quota must be ≥ 1 and window_seconds 1..=86400",
+            );
         }
-        policies.push(Policy { name: p.name.to_string(), quota: *p.quota, window: *p.window_seconds, applies });
+        policies.push(Policy {
+            name: p.name.to_string(),
+            quota: *p.quota,
+            window: *p.window_seconds,
+            applies,
+        });
     }
     let mut overrides = std::collections::HashMap::new();
     for (tenant, m) in &raw.tenant_overrides {
         let Ok(t) = tenant.parse::<u32>() else {
-            d.file(path, format!("rate_limits.tenant_overrides: `{tenant}` is not a tenant id"));
+            d.file(
+                path,
+                format!("rate_limits.tenant_overrides: `{tenant}` is not a tenant id"),
+            );
             continue;
         };
         for (name, q) in m {
             if !policies.iter().any(|p| &p.name == name) {
-                d.file(path, format!("rate_limits.tenant_overrides.{tenant}: no policy `{name}`"));
+                d.file(
+                    path,
+                    format!("rate_limits.tenant_overrides.{tenant}: no policy `{name}`"),
+                );
             }
             overrides.insert((t, name.clone()), *q);
         }
     }
-    Some(RateLimits { backend: backend?, fail_open, policies, overrides })
+    Some(RateLimits {
+        backend: backend?,
+        fail_open,
+        policies,
+        overrides,
+    })
 }
 
 impl EdgeConfig {
@@ -397,6 +535,10 @@ impl EdgeConfig {
             .iter()
             .filter_map(|i| issuer(path, i, d))
             .collect();
+        let introspection = raw
+            .introspection
+            .as_ref()
+            .and_then(|i| introspection(path, i, d));
         if raw.issuers.is_empty() {
             d.file(path, "issuers: at least one token issuer is required");
         }
@@ -429,7 +571,10 @@ impl EdgeConfig {
             issuers,
             redis: raw.redis.as_ref().map(|r| Redis {
                 url: r.url.to_string(),
-                prefix: r.key_prefix.clone().unwrap_or_else(|| "prospect-edge:".into()),
+                prefix: r
+                    .key_prefix
+                    .clone()
+                    .unwrap_or_else(|| "prospect-edge:".into()),
             }),
             rate_limits: raw
                 .rate_limits
@@ -438,15 +583,27 @@ impl EdgeConfig {
             idempotency: raw.idempotency.as_ref().and_then(|i| {
                 Some(Idempotency {
                     backend: backend(path, &i.backend, raw.redis.is_some(), d)?,
-                    ttl: Duration::from_secs(3600 * i.ttl_hours.as_ref().map(|h| (**h).max(24)).unwrap_or(24)),
+                    ttl: Duration::from_secs(
+                        3600 * i.ttl_hours.as_ref().map(|h| (**h).max(24)).unwrap_or(24),
+                    ),
                 })
             }),
             cors: raw.cors.as_ref().map(|c| Cors {
-                origins: c.allowed_origins.iter().map(|o| o.trim_end_matches('/').to_string()).collect(),
+                origins: c
+                    .allowed_origins
+                    .iter()
+                    .map(|o| o.trim_end_matches('/').to_string())
+                    .collect(),
                 headers: c.allowed_headers.clone().unwrap_or_else(|| {
-                    ["authorization", "content-type", "version", "idempotency-key", "traceparent"]
-                        .map(String::from)
-                        .to_vec()
+                    [
+                        "authorization",
+                        "content-type",
+                        "version",
+                        "idempotency-key",
+                        "traceparent",
+                    ]
+                    .map(String::from)
+                    .to_vec()
                 }),
                 max_age: c.max_age_seconds.unwrap_or(600),
             }),
@@ -456,6 +613,79 @@ impl EdgeConfig {
                     .map(|s| (**s).min(60))
                     .unwrap_or(30),
             ),
+            introspection,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads the demo config with `extra` appended and the issuer lines replaced by `issuer`.
+    fn load_with(issuer: &str, extra: &str) -> Result<EdgeConfig, Diags> {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let base = std::fs::read_to_string(repo.join("conf/demo/edge.yaml")).unwrap_or_default();
+        let base = base.replace(
+            "mappings: ../../mappings",
+            &format!("mappings: {}", repo.join("mappings").display()),
+        );
+        let (head, _) = base.split_once("issuers:").unwrap_or((&base, ""));
+        let text = format!("{head}issuers:\n{issuer}{extra}");
+        let n: u64 = rand::random();
+        let path = std::env::temp_dir().join(format!("pe-config-test-{n:x}.yaml"));
+        std::fs::write(&path, text).ok();
+        let cfg = EdgeConfig::load(&path);
+        let _ = std::fs::remove_file(&path);
+        cfg
+    }
+
+    const ISSUER: &str = "  - issuer: https://issuer.example\n    jwks_url: http://127.0.0.1:1/jwks\n    audience: https://api.example\n";
+
+    #[test]
+    fn introspection_is_optional_and_compiled() {
+        let cfg = load_with(ISSUER, "").map_err(|d| d.render());
+        assert!(
+            matches!(&cfg, Ok(c) if c.introspection.is_none()),
+            "{cfg:?}"
+        );
+        let cfg = load_with(
+            ISSUER,
+            "introspection:\n  url: http://127.0.0.1:1/introspect\n  client_id: edge\n  client_secret: { demo_value: s3cret }\n  cache_max_seconds: 120\n",
+        )
+        .map_err(|d| d.render());
+        let i = cfg.as_ref().ok().and_then(|c| c.introspection.clone());
+        assert!(i.is_some(), "{cfg:?}");
+        if let Some(i) = i {
+            assert_eq!(i.client_id, "edge");
+            assert_eq!(i.client_secret.0, b"s3cret");
+            assert_eq!(i.cache_max, Duration::from_secs(120));
+            assert_eq!(i.timeout, Duration::from_millis(3000));
+        }
+        let refetch = cfg.ok().map(|c| c.issuers[0].jwks_refetch_interval);
+        assert_eq!(refetch, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn bad_introspection_and_refetch_values_are_all_reported() {
+        let issuer =
+            format!("{ISSUER}    jwks_refetch_interval_seconds: 0\n    algorithms: [HS256]\n");
+        let err = load_with(
+            &issuer,
+            "introspection:\n  url: ftp://x\n  client_id: \"\"\n  client_secret: { demo_value: a, env: B }\n  cache_max_seconds: 7200\n",
+        )
+        .err()
+        .map(|d| d.render())
+        .unwrap_or_default();
+        for expected in [
+            "jwks_refetch_interval_seconds must be 1..=3600",
+            "algorithm `HS256` is not allowed",
+            "introspection.url must be an http(s) URL",
+            "introspection.client_id must not be empty",
+            "introspection.client_secret: give exactly one of",
+            "introspection.cache_max_seconds must be 0..=3600",
+        ] {
+            assert!(err.contains(expected), "{expected} missing in {err}");
+        }
     }
 }

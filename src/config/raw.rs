@@ -33,6 +33,9 @@ pub struct RawEdge {
     pub idempotency: Option<RawIdempotency>,
     #[serde(default)]
     pub cors: Option<RawCors>,
+    /// RFC 7662 introspection of opaque (non-JWT) access tokens; absent: JWTs only.
+    #[serde(default)]
+    pub introspection: Option<RawIntrospection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +93,18 @@ pub struct RawCors {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawIntrospection {
+    pub url: Spanned<String>,
+    pub client_id: Spanned<String>,
+    pub client_secret: RawSecret,
+    #[serde(default)]
+    pub cache_max_seconds: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub timeout_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawSecrets {
     pub ids: RawSecret,
     pub cursors: RawSecret,
@@ -129,4 +144,7 @@ pub struct RawIssuer {
     pub algorithms: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub leeway_seconds: Option<Spanned<u64>>,
+    /// Least time between two JWKS refetches caused by tokens naming an unknown `kid`.
+    #[serde(default)]
+    pub jwks_refetch_interval_seconds: Option<Spanned<u64>>,
 }

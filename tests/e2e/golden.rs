@@ -14,13 +14,28 @@ use serde_json::{Map, Value};
 use crate::harness::{repo, CURSOR_SECRET, ID_SECRET};
 
 fn plan() -> Plan {
-    let names = ["crm-core", "sales", "workflow", "engagements", "audit", "iam"];
-    load_dir(&repo().join("mappings"), &Context { upstream_names: names.to_vec() })
-        .unwrap_or_else(|d| panic!("{}", d.render()))
+    let names = [
+        "crm-core",
+        "sales",
+        "workflow",
+        "engagements",
+        "audit",
+        "iam",
+    ];
+    load_dir(
+        &repo().join("mappings"),
+        &Context {
+            upstream_names: names.to_vec(),
+        },
+    )
+    .unwrap_or_else(|d| panic!("{}", d.render()))
 }
 
 fn resource<'a>(plan: &'a Plan, case: &Value) -> &'a Resource {
-    let res = plan.resources.get(case["resource"].as_str().expect("resource")).expect("known resource");
+    let res = plan
+        .resources
+        .get(case["resource"].as_str().expect("resource"))
+        .expect("known resource");
     match case["source"].as_str() {
         None => res,
         Some(src) => {
@@ -42,14 +57,20 @@ fn seal_placeholders(v: &mut Value, sealer: &Sealer, tenant: u32) {
                 *s = sealer.seal_id(prefix, tenant, 0, &InternalId::Int(n));
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(|x| seal_placeholders(x, sealer, tenant)),
-        Value::Object(m) => m.values_mut().for_each(|x| seal_placeholders(x, sealer, tenant)),
+        Value::Array(a) => a
+            .iter_mut()
+            .for_each(|x| seal_placeholders(x, sealer, tenant)),
+        Value::Object(m) => m
+            .values_mut()
+            .for_each(|x| seal_placeholders(x, sealer, tenant)),
         _ => {}
     }
 }
 
 fn run(dir: &Path, plan: &Plan, sealer: &Sealer) -> Value {
-    let case: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).expect("case")).expect("json");
+    let case: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).expect("case"))
+            .expect("json");
     let res = resource(plan, &case);
     let tenant = case["tenant"].as_u64().unwrap_or(1) as u32;
     let ctx = Ctx { sealer, tenant };
@@ -58,10 +79,22 @@ fn run(dir: &Path, plan: &Plan, sealer: &Sealer) -> Value {
         Some(mode) => {
             let mut public = case["public"].clone();
             seal_placeholders(&mut public, sealer, tenant);
-            let mode = if mode == "patch" { WriteMode::Patch } else { WriteMode::Create };
+            let mode = if mode == "patch" {
+                WriteMode::Patch
+            } else {
+                WriteMode::Create
+            };
             let mut errors = Vec::new();
             let mut out = Map::new();
-            transform::to_upstream(&res.fields, &ctx, public.as_object().expect("object"), mode, "", &mut errors, &mut out);
+            transform::to_upstream(
+                &res.fields,
+                &ctx,
+                public.as_object().expect("object"),
+                mode,
+                "",
+                &mut errors,
+                &mut out,
+            );
             assert!(errors.is_empty(), "{}: {errors:?}", dir.display());
             Value::Object(out)
         }
@@ -84,12 +117,24 @@ fn every_fixture_matches_its_golden_output() {
         let got = run(&dir, &plan, &sealer);
         let expected_path = dir.join("expected.json");
         if update {
-            std::fs::write(&expected_path, serde_json::to_string_pretty(&got).expect("json") + "\n").expect("write");
+            std::fs::write(
+                &expected_path,
+                serde_json::to_string_pretty(&got).expect("json") + "\n",
+            )
+            .expect("write");
         }
-        let expected: Value = serde_json::from_str(&std::fs::read_to_string(&expected_path).unwrap_or_default())
-            .unwrap_or_else(|_| panic!("{} has no expected.json (UPDATE_GOLDEN=1 writes it)", dir.display()));
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(&expected_path).unwrap_or_default())
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{} has no expected.json (UPDATE_GOLDEN=1 writes it)",
+                        dir.display()
+                    )
+                });
         assert_eq!(got, expected, "{}", dir.display());
-        let case: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).expect("case")).expect("json");
+        let case: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).expect("case"))
+                .expect("json");
         covered.insert(case["resource"].as_str().expect("r").to_string());
     }
     let all: std::collections::BTreeSet<String> = plan.resources.keys().cloned().collect();

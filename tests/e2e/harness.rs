@@ -73,6 +73,8 @@ pub mod tempdir {
 }
 
 pub struct World {
+    /// The edge's config, to start more edges like it (several nodes, restarts).
+    pub config: String,
     pub sim: legacy_sim::Sim,
     #[allow(dead_code)] // kept alive for the edge's JWKS fetches
     pub issuer: legacy_sim::issuer::Issuer,
@@ -221,6 +223,15 @@ impl World {
 
     /// Starts everything; `edit` may change the copied mappings before the edge starts.
     pub async fn start_with(edit: impl FnOnce(&Path)) -> World {
+        World::start_custom(edit, |_, _| {}).await
+    }
+
+    /// Starts everything; before the edge starts, `edit` may change the copied mappings
+    /// and `prepare` may set up the issuer and append to the edge's config.
+    pub async fn start_custom(
+        edit: impl FnOnce(&Path),
+        prepare: impl FnOnce(&legacy_sim::issuer::Issuer, &mut String),
+    ) -> World {
         let key = demo_key();
         let sim = legacy_sim::start(legacy_sim::SimConfig::default())
             .await
@@ -233,9 +244,11 @@ impl World {
         let mappings = dir.path().join("mappings");
         copy_mappings(&mappings);
         edit(&mappings);
-        let config = edge_config(&sim, &issuer.jwks_url(), &mappings);
+        let mut config = edge_config(&sim, &issuer.jwks_url(), &mappings);
+        prepare(&issuer, &mut config);
         let edge = tokio::task::block_in_place(|| spawn_edge(dir, &config));
         World {
+            config,
             sim,
             issuer,
             edge,
@@ -259,6 +272,12 @@ impl World {
             .seal_id(prefix, tenant, 0, &InternalId::Int(internal))
     }
 
+    /// Another edge process with the same config (same simulator, same Redis).
+    pub fn another_edge(&self) -> Edge {
+        let dir = tempdir::Dir::new("edge2");
+        tokio::task::block_in_place(|| spawn_edge(dir, &self.config))
+    }
+
     pub async fn raw(
         &self,
         method: &str,
@@ -266,9 +285,21 @@ impl World {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Resp {
+        self.raw_at(self.edge.public, method, path, headers, body)
+            .await
+    }
+
+    pub async fn raw_at(
+        &self,
+        edge: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Resp {
         let mut req = http::Request::builder()
             .method(method)
-            .uri(format!("http://{}{}", self.edge.public, path));
+            .uri(format!("http://{edge}{path}"));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

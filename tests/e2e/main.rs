@@ -2,8 +2,10 @@
 //! One test binary with modules keeps link time low.
 
 mod activities;
+mod auth;
 mod golden;
 mod harness;
+mod policies;
 mod reload;
 mod resources;
 mod spine;
