@@ -22,6 +22,7 @@ use crate::auth::{Auth, Identity};
 use crate::config::EdgeConfig;
 use crate::mapping::model::{Plan, Resource};
 use crate::mapping::{self, exec::Exec};
+use crate::openapi::{self, docs};
 use crate::problem::{Kind, Problem};
 use crate::seal::Sealer;
 use crate::upstream::{Trust, Upstreams};
@@ -223,6 +224,26 @@ impl Edge {
         let req = session.req_header();
         let method = req.method.as_str().to_string();
         let path = req.uri.path().to_string();
+
+        // public documents: the OpenAPI document and /docs need no token and no Version
+        if docs::is_document(&path) {
+            ctx.route = if path == docs::OPENAPI_PATH {
+                "openapi"
+            } else {
+                "docs"
+            };
+            let settings = openapi::Settings::from_config(&rt.cfg);
+            let served = docs::serve(&plan, &settings, &method, &path, req.uri.query())?;
+            if let Some(v) = served.version {
+                *version_out = v;
+            }
+            return Ok(Reply {
+                status: 200,
+                headers: served.headers,
+                body: served.body,
+                content_type: served.content_type,
+            });
+        }
 
         // route
         let (res, op) = route(&plan, &method, &path)?;

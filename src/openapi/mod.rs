@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document of the public API, generated from the compiled [`Plan`]: every
 //! operation of every resource, its request and response schemas, the search body with
 //! each field's operators, the envelopes, every problem with its slug, the headers, the
-//! OAuth 2.0 scopes, and examples.
+//! OAuth 2.0 scopes, and examples. `docs` serves the `/docs` page that renders it.
 //!
 //! Nothing here is written per resource: the mapping files drive both the edge and this
 //! document, so the reference cannot drift from what the edge does. It owns the *shape* of
@@ -13,6 +13,7 @@
 //! throughout (`Gen::release`): per-release field views hook in at [`Gen::fields`].
 
 mod components;
+pub mod docs;
 mod paths;
 mod schemas;
 
