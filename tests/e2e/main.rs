@@ -2,6 +2,7 @@
 //! One test binary with modules keeps link time low.
 
 mod harness;
+mod openapi;
 mod reload;
 mod resources;
 mod spine;
