@@ -258,10 +258,7 @@ impl Gen<'_> {
                 "id".into(),
                 annotate(
                     self.id_schema(&res.prefix),
-                    json!({"readOnly": true})
-                        .as_object()
-                        .cloned()
-                        .unwrap_or_default(),
+                    Map::from_iter([("readOnly".to_string(), Value::Bool(true))]),
                 ),
             );
             if let Some(Value::Object(p)) = obj.remove("properties") {
