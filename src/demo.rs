@@ -117,6 +117,7 @@ pub fn run(conf: &Path, listen: &str, admin: &str) -> ExitCode {
     println!("prospect-edge demo — everything on loopback; Ctrl-C stops it all");
     println!("  {:<12} http://{}", "edge", cfg.listen);
     println!("  {:<12} http://{}", "admin", cfg.admin);
+    println!("  {:<12} http://{}/docs", "reference", cfg.listen);
     println!("  {:<12} {}", "issuer-jwks", world.jwks_url);
     for (name, addr) in &world.services {
         println!("  {name:<12} http://{addr}");

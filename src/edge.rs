@@ -22,6 +22,7 @@ use crate::auth::{Auth, Identity};
 use crate::config::EdgeConfig;
 use crate::mapping::model::{Plan, Resource};
 use crate::mapping::{self, exec::Exec, versions};
+use crate::openapi::{self, docs};
 use crate::problem::{Kind, Problem};
 use crate::seal::Sealer;
 use crate::upstream::{Trust, Upstreams};
@@ -243,10 +244,38 @@ impl Edge {
     ) -> Result<Reply, Problem> {
         let rt = &self.rt;
         let plan = rt.plan.load_full();
-        *version_out = plan.versions.current.clone();
+        // Echo the client's release when it is one, even on errors before the version stage.
+        *version_out = session
+            .req_header()
+            .headers
+            .get("version")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| plan.versions.find(v.trim()))
+            .map(|r| r.date.clone())
+            .unwrap_or_else(|| plan.versions.current.clone());
         let req = session.req_header();
         let method = req.method.as_str().to_string();
         let path = req.uri.path().to_string();
+
+        // public documents: the OpenAPI document and /docs need no token and no Version
+        if docs::is_document(&path) {
+            ctx.route = if path == docs::OPENAPI_PATH {
+                "openapi"
+            } else {
+                "docs"
+            };
+            let settings = openapi::Settings::from_config(&rt.cfg);
+            let served = docs::serve(&plan, &settings, &method, &path, req.uri.query())?;
+            if let Some(v) = served.version {
+                *version_out = v;
+            }
+            return Ok(Reply {
+                status: 200,
+                headers: served.headers,
+                body: served.body,
+                content_type: served.content_type,
+            });
+        }
 
         // route
         let (res, op) = route(&plan, &method, &path)?;
@@ -307,7 +336,8 @@ impl Edge {
             .with_ext("supported_versions", plan.versions.supported())
         })?;
         *version_out = release.date.clone();
-        let mut extra: Vec<(&'static str, String)> = Vec::new();
+        // Deprecation and Sunset go on every answer from here on, errors included.
+        let extra = &mut ctx.extra;
         if release.deprecated {
             // RFC 9745: the date it was deprecated, i.e. when the current release came out.
             let since = chrono::NaiveDate::parse_from_str(&plan.versions.current, "%Y-%m-%d")
@@ -370,7 +400,8 @@ impl Edge {
         // read body, and bring an older release's request to the current shape
         let mut body = read_json_body(session, &method).await?;
         let idem = match (&rt.idempotency, method.as_str()) {
-            (Some(store), "POST" | "PATCH") => match session
+            // Searches are reads: a key on them is accepted and ignored (as Stripe does on GET).
+            (Some(store), "POST" | "PATCH") if !matches!(op, Operation::Search) => match session
                 .req_header()
                 .headers
                 .get("idempotency-key")
@@ -469,7 +500,7 @@ impl Edge {
             .await;
         let result = result.map(|(status, headers, body)| Reply {
             status,
-            headers: extra.iter().cloned().chain(headers).collect(),
+            headers,
             body,
             content_type: "application/json",
         });

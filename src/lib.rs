@@ -12,6 +12,7 @@ pub mod diag;
 pub mod edge;
 pub mod mapping;
 pub mod metrics;
+pub mod openapi;
 pub mod policy;
 pub mod problem;
 pub mod seal;

@@ -1,4 +1,4 @@
-//! The `prospect-edge` command: run, check, demo, token.
+//! The `prospect-edge` command: run, check, demo, openapi, token.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -51,6 +51,17 @@ enum Cmd {
         admin: String,
         #[arg(short = 'c', long = "conf", default_value = "conf/demo/edge.yaml")]
         conf: PathBuf,
+    },
+    /// Print the OpenAPI 3.1 document of the public API, generated from the mappings.
+    Openapi {
+        #[arg(short = 'c', long = "conf", default_value = "conf/edge.yaml")]
+        conf: PathBuf,
+        /// The release to describe (default: the current one).
+        #[arg(long)]
+        version: Option<String>,
+        /// Print the supported releases, one a line, instead of a document.
+        #[arg(long)]
+        list_versions: bool,
     },
     /// Mint a dev access token signed with the demo issuer's key.
     Token {
@@ -147,6 +158,11 @@ fn main() -> ExitCode {
             init_logs();
             demo::run(&conf, &listen, &admin)
         }
+        Cmd::Openapi {
+            conf,
+            version,
+            list_versions,
+        } => openapi(&conf, version.as_deref(), list_versions),
         Cmd::Token {
             tenant,
             user,
@@ -178,6 +194,47 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `prospect-edge openapi`: the document on stdout, or every error on stderr.
+fn openapi(conf: &std::path::Path, version: Option<&str>, list_versions: bool) -> ExitCode {
+    let (plan, settings) = match prospect_edge::openapi::load(conf) {
+        Ok(x) => x,
+        Err(d) => {
+            eprint!("{}", d.render());
+            eprintln!("{} error(s)", d.all.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    // Written, not printed: a closed pipe (`| head`) is an error, not a panic.
+    let write = |text: String| {
+        use std::io::Write;
+        match writeln!(std::io::stdout().lock(), "{text}") {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        }
+    };
+    if list_versions {
+        return write(plan.versions.supported().join("\n"));
+    }
+    let version = version.unwrap_or(&plan.versions.current).to_string();
+    let doc = match prospect_edge::openapi::document(&plan, &settings, &version) {
+        Ok(doc) => doc,
+        Err(_) => {
+            eprintln!(
+                "unsupported version `{version}` (supported: {})",
+                plan.versions.supported().join(", ")
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match serde_json::to_string_pretty(&doc) {
+        Ok(text) => write(text),
+        Err(e) => {
+            eprintln!("cannot render the document: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -101,7 +101,7 @@ pub fn parse(res: &Resource, search: &Search, body: Option<&Value>) -> Result<Qu
     }
     let limit = match obj.get("limit") {
         None | Some(Value::Null) => DEFAULT_LIMIT,
-        Some(v) => match v.as_u64() {
+        Some(v) => match whole(v) {
             Some(n) if (1..=100).contains(&n) => n as u32,
             _ => {
                 errors.push(FieldError::new(
@@ -190,10 +190,10 @@ fn parse_sort(
         }
     }
     let name = o.get("field").and_then(Value::as_str).unwrap_or("");
-    let desc = match o.get("direction").and_then(Value::as_str) {
+    let desc = match o.get("direction") {
         None => false,
-        Some("asc") => false,
-        Some("desc") => true,
+        Some(Value::String(d)) if d == "asc" => false,
+        Some(Value::String(d)) if d == "desc" => true,
         Some(_) => {
             errors.push(FieldError::new("/sort/0/direction", "must be asc or desc"));
             return None;
@@ -290,7 +290,7 @@ fn parse_filter(
         Op::Contains => need(
             value
                 .as_str()
-                .is_some_and(|s| !s.is_empty() && s.len() <= 256),
+                .is_some_and(|s| !s.is_empty() && s.chars().count() <= 256),
             "/value",
             "must be a non-empty string",
         ),
@@ -387,6 +387,9 @@ pub fn translate(res: &Resource, ctx: &Ctx, filters: &[Filter]) -> Result<Transl
                         }
                     } else if !matches!(field.codec, Codec::Attachment(_)) {
                         conv(&f.value, "value", &mut errors, &mut t);
+                        if f.op == Op::Between {
+                            conv(&f.high, "high_value", &mut errors, &mut t);
+                        }
                     }
                 }
                 t.local.push(f.clone());
@@ -576,6 +579,15 @@ pub fn local_sort(records: &mut [Value], field: &str, desc: bool) {
             o
         }
     });
+}
+
+/// A whole number, also when written as `8.0` (JSON Schema's integers include it).
+pub fn whole(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 9.0e15)
+            .map(|f| f as u64)
+    })
 }
 
 /// A problem for results past the upstream's window.

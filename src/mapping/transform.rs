@@ -307,12 +307,18 @@ pub fn value_to_upstream(codec: &Codec, ctx: &Ctx, v: &Value) -> Result<Value, S
             Value::Array(a) if a.iter().all(Value::is_string) && a.len() <= 1000 => Ok(v.clone()),
             _ => bad(),
         },
-        Codec::Integer { scale } => match v.as_i64() {
-            Some(n) if v.is_i64() || v.is_u64() => {
-                Ok(Value::from((n as f64 / scale).round() as i64))
+        Codec::Integer { scale } => {
+            // JSON Schema counts 8.0 as an integer too.
+            let n = v.as_i64().or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() <= 9.0e15)
+                    .map(|f| f as i64)
+            });
+            match n {
+                Some(n) => Ok(Value::from((n as f64 / scale).round() as i64)),
+                None => bad(),
             }
-            _ => bad(),
-        },
+        }
         Codec::Number { scale } => match v.as_f64() {
             Some(n) => serde_json::Number::from_f64(round6(n / scale))
                 .map(Value::Number)

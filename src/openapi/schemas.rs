@@ -1,0 +1,657 @@
+//! Schemas of the records, their writes, action inputs and searches, with examples:
+//! what each mapping field (codec, access, nullability, filters, sort) means on the wire.
+
+use serde_json::{json, Map, Value};
+
+use super::*;
+use crate::mapping::search::{DEFAULT_LIMIT, MAX_FILTERS};
+
+impl Gen<'_> {
+    /// An id; `example` only where it helps a reader (responses, path parameters): in a
+    /// write, an example id is a valid-looking id that never opens.
+    pub(super) fn id_schema_with(&self, prefix: &str, example: bool) -> Value {
+        let mut s = self.id_schema(prefix);
+        if let (false, Some(obj)) = (example, s.as_object_mut()) {
+            obj.remove("examples");
+        }
+        s
+    }
+
+    pub(super) fn id_schema(&self, prefix: &str) -> Value {
+        let what = match self.plan.prefixes.get(prefix) {
+            Some(res) => singular(res).replace('_', " "),
+            None => match prefix {
+                "usr" => "CRM user".to_string(),
+                other => other.to_string(),
+            },
+        };
+        json!({
+            "type": "string",
+            "pattern": id_pattern(prefix),
+            "maxLength": ID_MAX_LEN,
+            "description": format!("{} {what} id (`{prefix}_…`).", pascal(article(&what))),
+            "examples": [example_id(prefix)],
+        })
+    }
+
+    /// The schema of a non-null value of `codec`, as `dir` sees it.
+    pub(super) fn codec_schema(&self, codec: &Codec, dir: Dir) -> Value {
+        match codec {
+            Codec::String => json!({"type": "string"}),
+            Codec::StringList => json!({"type": "array", "items": {"type": "string"}}),
+            Codec::Integer { .. } => {
+                json!({"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX})
+            }
+            Codec::Number { .. } => json!({"type": "number"}),
+            Codec::Boolean => json!({"type": "boolean"}),
+            Codec::Decimal => json!({
+                "type": "string",
+                "pattern": if dir == Dir::Read { DECIMAL_READ_PATTERN } else { DECIMAL_WRITE_PATTERN },
+                "description": "A decimal number as a string, at most two decimals.",
+                "examples": ["1234.50"],
+            }),
+            Codec::Timestamp(_) => json!({
+                "type": "string",
+                "format": "date-time",
+                "description": "RFC 3339, UTC with milliseconds in responses.",
+                "examples": [EXAMPLE_TIMESTAMP],
+            }),
+            Codec::Date(_) => {
+                json!({"type": "string", "format": "date", "examples": [EXAMPLE_DATE]})
+            }
+            Codec::Enum { to_up } => {
+                json!({"type": "string", "enum": to_up.keys().collect::<Vec<_>>()})
+            }
+            Codec::Id { prefix } => self.id_schema_with(prefix, dir == Dir::Read),
+            Codec::IdList { prefix } => {
+                json!({"type": "array", "items": self.id_schema_with(prefix, dir == Dir::Read)})
+            }
+            Codec::Object { fields, .. } => {
+                let sub = if dir == Dir::Read {
+                    Dir::Read
+                } else {
+                    Dir::Input
+                };
+                self.object_schema(fields, sub)
+            }
+            Codec::List { fields } => {
+                json!({"type": "array", "items": self.object_schema(fields, Dir::Read)})
+            }
+            Codec::Attachment(a) => {
+                let kinds: Vec<Value> = a
+                    .kinds
+                    .iter()
+                    .map(|k| {
+                        json!({
+                            "type": "object",
+                            "title": k.name,
+                            "properties": {
+                                "type": {"type": "string", "const": k.name},
+                                "id": self.id_schema_with(&k.prefix, dir == Dir::Read),
+                            },
+                            "required": ["type", "id"],
+                            "additionalProperties": false,
+                        })
+                    })
+                    .collect();
+                json!({ "oneOf": kinds })
+            }
+            Codec::Variant(v) => {
+                let cases: Vec<Value> = v
+                    .cases
+                    .iter()
+                    .map(|(_, f)| f)
+                    .chain(v.fallback.as_deref())
+                    .map(|f| self.codec_schema(&f.codec, dir))
+                    .collect();
+                let by = match &v.key {
+                    crate::mapping::model::VariantKey::Public(name) => format!("`{name}`"),
+                    crate::mapping::model::VariantKey::Upstream(_) => "the record's kind".into(),
+                };
+                json!({"anyOf": cases, "description": format!("Its shape depends on {by}.")})
+            }
+            Codec::Const(c) => json!({ "const": c }),
+            Codec::Json => json!({}),
+        }
+    }
+
+    /// Whether `dir` carries `f` at all.
+    pub(super) fn carries(f: &Field, dir: Dir) -> bool {
+        // List fields have no write codec: the edge refuses them in every write.
+        let writable = !matches!(f.codec, Codec::List { .. });
+        match dir {
+            Dir::Read => true,
+            Dir::Create | Dir::Input => writable && f.access != Access::ReadOnly,
+            Dir::Update => writable && f.access == Access::ReadWrite,
+        }
+    }
+
+    pub(super) fn field_schema(&self, f: &Field, dir: Dir) -> Value {
+        let mut schema = self.codec_schema(&f.codec, dir);
+        let nullable = match dir {
+            Dir::Read => f.nullable,
+            // The edge refuses null for required fields even when they are nullable upstream.
+            _ => f.nullable && !f.required,
+        };
+        if nullable {
+            schema = or_null(schema);
+        }
+        let mut notes = Map::new();
+        let mut description = f.description.clone().unwrap_or_default();
+        if dir == Dir::Read && f.access == Access::CreateOnly {
+            if !description.is_empty() {
+                description.push(' ');
+            }
+            description.push_str("Set on create; read-only afterwards.");
+        }
+        if !description.is_empty() {
+            notes.insert("description".into(), Value::from(description));
+        }
+        if dir == Dir::Read && f.access == Access::ReadOnly {
+            notes.insert("readOnly".into(), Value::Bool(true));
+        }
+        if let (Some(d), Dir::Read | Dir::Create | Dir::Input) = (&f.default, dir) {
+            notes.insert("default".into(), d.clone());
+        }
+        annotate(schema, notes)
+    }
+
+    pub(super) fn object_schema(&self, fields: &[Field], dir: Dir) -> Value {
+        let mut props = Map::new();
+        let mut required = Vec::new();
+        for f in fields.iter().filter(|f| Self::carries(f, dir)) {
+            props.insert(f.name.clone(), self.field_schema(f, dir));
+            let req = match dir {
+                Dir::Read => true,
+                Dir::Create | Dir::Input => f.required && f.default.is_none(),
+                Dir::Update => false,
+            };
+            if req {
+                required.push(Value::from(f.name.as_str()));
+            }
+        }
+        let mut obj = json!({"type": "object", "properties": props, "additionalProperties": false});
+        if !required.is_empty() {
+            obj["required"] = Value::Array(required);
+        }
+        obj
+    }
+
+    // ------------------------------------------------------------ examples
+
+    pub(super) fn example_value(&self, f: &Field, dir: Dir) -> Value {
+        if let Some(d) = &f.default {
+            return d.clone();
+        }
+        match &f.codec {
+            Codec::String => {
+                let n = f.name.as_str();
+                let s = if n.contains("email") {
+                    "jane.doe@example.com".to_string()
+                } else if n.contains("phone") {
+                    "+1-555-0100".to_string()
+                } else if n.contains("currency") {
+                    "EUR".to_string()
+                } else if n.contains("country") {
+                    "US".to_string()
+                } else if n.contains("domain") {
+                    "example.com".to_string()
+                } else {
+                    let w = words(n);
+                    let mut c = w.chars();
+                    match c.next() {
+                        Some(first) => format!("{}{} (example)", first.to_uppercase(), c.as_str()),
+                        None => "example".to_string(),
+                    }
+                };
+                Value::from(s)
+            }
+            Codec::StringList => json!(["example"]),
+            Codec::Integer { .. } => json!(1),
+            Codec::Number { .. } => json!(0.5),
+            Codec::Boolean => json!(true),
+            Codec::Decimal => json!("1234.50"),
+            Codec::Timestamp(_) => json!(EXAMPLE_TIMESTAMP),
+            Codec::Date(_) => json!(EXAMPLE_DATE),
+            Codec::Enum { to_up } => to_up
+                .keys()
+                .next()
+                .map(|k| Value::from(k.as_str()))
+                .unwrap_or(Value::Null),
+            Codec::Id { prefix } => Value::from(example_id(prefix)),
+            Codec::IdList { prefix } => json!([example_id(prefix)]),
+            Codec::Object { fields, .. } => self.example_object(fields, dir, false),
+            Codec::List { fields } => json!([self.example_object(fields, Dir::Read, false)]),
+            Codec::Attachment(a) => match a.kinds.first() {
+                Some(k) => json!({"type": k.name, "id": example_id(&k.prefix)}),
+                None => Value::Null,
+            },
+            Codec::Variant(v) => v
+                .cases
+                .first()
+                .map(|(_, f)| self.example_value(f, dir))
+                .unwrap_or(Value::Null),
+            Codec::Const(c) => c.clone(),
+            Codec::Json => json!({}),
+        }
+    }
+
+    /// An example object; `minimal` keeps writes to required fields and plain values (an
+    /// example id can never open, so optional references are left out of write examples).
+    pub(super) fn example_object(&self, fields: &[Field], dir: Dir, minimal: bool) -> Value {
+        let mut m = Map::new();
+        for f in fields.iter().filter(|f| Self::carries(f, dir)) {
+            let reference = matches!(
+                f.codec,
+                Codec::Id { .. } | Codec::IdList { .. } | Codec::Attachment(_)
+            );
+            if minimal && !f.required && reference {
+                continue;
+            }
+            m.insert(f.name.clone(), self.example_value(f, dir));
+        }
+        Value::Object(m)
+    }
+
+    pub(super) fn example_record(&self, res: &Resource) -> Value {
+        let mut m = Map::new();
+        m.insert("id".into(), Value::from(example_id(&res.prefix)));
+        if let Value::Object(rest) = self.example_object(&self.fields(res), Dir::Read, false) {
+            m.extend(rest);
+        }
+        Value::Object(m)
+    }
+
+    // ------------------------------------------------------------ resource schemas
+
+    pub(super) fn names(res: &Resource) -> (String, String) {
+        let s = singular(&res.name);
+        (pascal(&s), s.replace('_', " "))
+    }
+
+    pub(super) fn resource_schemas(&mut self, res: &Resource) {
+        let (name, noun) = Self::names(res);
+        let fields = self.fields(res);
+
+        // The record, as every response shows it: the id first, every field always present.
+        let mut record = self.object_schema(&fields, Dir::Read);
+        if let Some(obj) = record.as_object_mut() {
+            let mut props = Map::new();
+            props.insert(
+                "id".into(),
+                annotate(
+                    self.id_schema(&res.prefix),
+                    Map::from_iter([("readOnly".to_string(), Value::Bool(true))]),
+                ),
+            );
+            if let Some(Value::Object(p)) = obj.remove("properties") {
+                props.extend(p);
+            }
+            let mut required = vec![Value::from("id")];
+            if let Some(Value::Array(r)) = obj.remove("required") {
+                required.extend(r);
+            }
+            let mut out = Map::new();
+            out.insert("type".into(), json!("object"));
+            out.insert(
+                "description".into(),
+                Value::from(
+                    res.description
+                        .clone()
+                        .unwrap_or_else(|| format!("{} {noun}.", pascal(article(&noun)))),
+                ),
+            );
+            out.insert("properties".into(), Value::Object(props));
+            out.insert("required".into(), Value::Array(required));
+            out.insert("additionalProperties".into(), Value::Bool(false));
+            out.insert("examples".into(), json!([self.example_record(res)]));
+            *obj = out;
+        }
+        self.schemas.insert(name.clone(), record);
+        self.schemas.insert(
+            format!("{name}Response"),
+            json!({
+                "type": "object",
+                "description": format!("One {noun}: `{{data}}`."),
+                "properties": {"data": schema_ref(&name)},
+                "required": ["data"],
+                "additionalProperties": false,
+            }),
+        );
+        if res.create.is_some() {
+            let mut s = self.object_schema(&fields, Dir::Create);
+            s["description"] = Value::from(format!(
+                "The fields of a new {noun}. Unknown and read-only members are refused (400)."
+            ));
+            self.schemas.insert(format!("{name}Create"), s);
+        }
+        if res.update.is_some() {
+            let mut s = self.object_schema(&fields, Dir::Update);
+            s["description"] = Value::from(format!(
+                "The fields to change on a {noun}: an absent member is unchanged, `null` clears \
+                 it. Read-only and create-only members are refused (400)."
+            ));
+            self.schemas.insert(format!("{name}Update"), s);
+        }
+        for action in res.actions.values() {
+            let mut s = self.object_schema(&action.input, Dir::Input);
+            s["description"] = Value::from(
+                action
+                    .description
+                    .clone()
+                    .unwrap_or_else(|| format!("The input of `{}`.", action.name)),
+            );
+            self.schemas
+                .insert(format!("{name}{}Input", pascal(&action.name)), s);
+        }
+        if let Some(search) = &res.search {
+            self.search_schemas(res, search, &name);
+        }
+    }
+
+    // ------------------------------------------------------------ search
+
+    /// The filter objects one field accepts, one per group of operators with one value shape.
+    pub(super) fn filter_variants(&self, f: &Field) -> Vec<Value> {
+        let attachment = matches!(f.codec, Codec::Attachment(_));
+        let field_name = if attachment {
+            format!("{}.id", f.name)
+        } else {
+            f.name.clone()
+        };
+        // A sealed id that is not one of the caller's can never match: the edge answers an
+        // empty page rather than an error, so any string is a valid id *value* here.
+        let value = match &f.codec {
+            Codec::Id { prefix } | Codec::IdList { prefix } => json!({
+                "type": "string",
+                "description": format!("A `{prefix}_` id; an id that is not one of yours matches nothing."),
+            }),
+            Codec::Attachment(_) => json!({
+                "type": "string",
+                "description": "The id of the attached record; an id that is not one of yours matches nothing.",
+            }),
+            other => self.codec_schema(other, Dir::Input),
+        };
+        let ops: Vec<Op> = f.filters.iter().map(|(o, _)| *o).collect();
+        let mut variants = Vec::new();
+        let group = |names: &[Op]| -> Vec<Op> {
+            ops.iter().copied().filter(|o| names.contains(o)).collect()
+        };
+        let mut push = |group: Vec<Op>, extra: Map<String, Value>, required: &[&str]| {
+            if group.is_empty() {
+                return;
+            }
+            let names: Vec<&str> = group.iter().map(|o| o.name()).collect();
+            let mut props = Map::new();
+            props.insert(
+                "field".into(),
+                json!({"type": "string", "const": field_name}),
+            );
+            props.insert(
+                "operator".into(),
+                if names.len() == 1 {
+                    json!({"type": "string", "const": names[0]})
+                } else {
+                    json!({"type": "string", "enum": names})
+                },
+            );
+            props.extend(extra);
+            let mut req = vec!["field", "operator"];
+            req.extend_from_slice(required);
+            variants.push(json!({
+                "type": "object",
+                "title": format!("{field_name} {}", names.join("|")),
+                "properties": props,
+                "required": req,
+                "additionalProperties": false,
+            }));
+        };
+        let one = |v: &Value| {
+            let mut m = Map::new();
+            m.insert("value".into(), v.clone());
+            m
+        };
+        push(
+            group(&[Op::Eq, Op::Neq, Op::Lt, Op::Lte, Op::Gt, Op::Gte]),
+            one(&value),
+            &["value"],
+        );
+        let mut between = one(&value);
+        between.insert("high_value".into(), value.clone());
+        push(group(&[Op::Between]), between, &["value", "high_value"]);
+        let mut list = Map::new();
+        list.insert(
+            "values".into(),
+            json!({"type": "array", "items": value, "minItems": 1, "maxItems": IN_MAX_VALUES}),
+        );
+        push(group(&[Op::In, Op::NotIn]), list, &["values"]);
+        push(
+            group(&[Op::Contains]),
+            one(&json!({
+                "type": "string",
+                "minLength": 1,
+                "maxLength": CONTAINS_MAX_BYTES,
+                "description": "Case-insensitive substring; wildcard characters are literal. At most 256 bytes.",
+            })),
+            &["value"],
+        );
+        push(group(&[Op::HasValue, Op::NotHasValue]), Map::new(), &[]);
+        variants
+    }
+
+    /// Fields that sort, with the directions each accepts (mirrors `search::parse_sort`).
+    pub(super) fn sortable<'f>(
+        fields: &'f [Field],
+        search: &Search,
+    ) -> Vec<(&'f Field, Vec<&'static str>)> {
+        let (default_idx, default_desc) = search.default_sort;
+        fields
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| match search.sort {
+                SortStyle::Fixed if i == default_idx => {
+                    Some((f, vec![if default_desc { "desc" } else { "asc" }]))
+                }
+                SortStyle::Fixed => None,
+                SortStyle::Local if f.sort.is_some() || i == default_idx => {
+                    Some((f, vec!["asc", "desc"]))
+                }
+                SortStyle::Local => None,
+                _ if f.sort.is_some() => Some((f, vec!["asc", "desc"])),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(super) fn search_schemas(&mut self, res: &Resource, search: &Search, name: &str) {
+        let fields = self.fields(res);
+        let variants: Vec<Value> = fields
+            .iter()
+            .filter(|f| !f.filters.is_empty())
+            .flat_map(|f| self.filter_variants(f))
+            .collect();
+        let sortable = Self::sortable(&fields, search);
+        let (default_idx, default_desc) = search.default_sort;
+        let default_field = fields
+            .get(default_idx)
+            .map(|f| f.name.as_str())
+            .unwrap_or("");
+        let default_dir = if default_desc { "desc" } else { "asc" };
+
+        let filter_note: Vec<String> = fields
+            .iter()
+            .filter(|f| !f.filters.is_empty())
+            .map(|f| {
+                let ops: Vec<&str> = f.filters.iter().map(|(o, _)| o.name()).collect();
+                let n = if matches!(f.codec, Codec::Attachment(_)) {
+                    format!("{}.id", f.name)
+                } else {
+                    f.name.clone()
+                };
+                format!("`{n}` ({})", ops.join(", "))
+            })
+            .collect();
+        let filters = if variants.is_empty() {
+            json!({
+                "type": ["array", "null"],
+                "maxItems": 0,
+                "description": format!("{} cannot be filtered.", pascal(&words(&res.name))),
+            })
+        } else {
+            self.schemas.insert(
+                format!("{name}Filter"),
+                json!({
+                    "description": format!("One filter on {}: {}.", words(&res.name), filter_note.join(", ")),
+                    "oneOf": variants,
+                }),
+            );
+            json!({
+                "type": ["array", "null"],
+                "items": schema_ref(&format!("{name}Filter")),
+                "maxItems": MAX_FILTERS,
+                "description": format!("ANDed; at most {MAX_FILTERS}."),
+            })
+        };
+        let sort_items: Vec<Value> = sortable
+            .iter()
+            .map(|(f, dirs)| {
+                let dir = if dirs.len() == 1 {
+                    json!({"type": "string", "const": dirs[0]})
+                } else {
+                    json!({"type": "string", "enum": dirs, "default": "asc"})
+                };
+                let mut required = vec!["field"];
+                if dirs.len() == 1 && dirs[0] == "desc" {
+                    // The edge reads a missing direction as `asc`.
+                    required.push("direction");
+                }
+                json!({
+                    "type": "object",
+                    "title": format!("sort by {}", f.name),
+                    "properties": {
+                        "field": {"type": "string", "const": f.name},
+                        "direction": dir,
+                    },
+                    "required": required,
+                    "additionalProperties": false,
+                })
+            })
+            .collect();
+        self.schemas.insert(
+            format!("{name}Sort"),
+            json!({
+                "description": format!("Sort order: one of {}. Default: `{default_field} {default_dir}`.",
+                    sortable.iter().map(|(f, d)| format!("`{}` ({})", f.name, d.join("|"))).collect::<Vec<_>>().join(", ")),
+                "oneOf": sort_items,
+            }),
+        );
+        let example_filter = fields
+            .iter()
+            .find(|f| {
+                !f.filters.is_empty()
+                    && !matches!(
+                        f.codec,
+                        Codec::Id { .. } | Codec::IdList { .. } | Codec::Attachment(_)
+                    )
+            })
+            .and_then(|f| {
+                let (op, _) = f.filters.first()?;
+                let v = self.example_value(f, Dir::Input);
+                Some(match op {
+                    Op::HasValue | Op::NotHasValue => {
+                        json!({"field": f.name, "operator": op.name()})
+                    }
+                    Op::In | Op::NotIn => {
+                        json!({"field": f.name, "operator": op.name(), "values": [v]})
+                    }
+                    Op::Between => {
+                        json!({"field": f.name, "operator": "between", "value": v, "high_value": v})
+                    }
+                    Op::Contains => json!({"field": f.name, "operator": "contains", "value": "a"}),
+                    _ => json!({"field": f.name, "operator": op.name(), "value": v}),
+                })
+            });
+        let mut example = Map::new();
+        if let Some(f) = example_filter {
+            example.insert("filters".into(), json!([f]));
+        }
+        example.insert(
+            "sort".into(),
+            json!([{"field": default_field, "direction": default_dir}]),
+        );
+        example.insert("limit".into(), json!(DEFAULT_LIMIT));
+        self.schemas.insert(
+            format!("{name}Search"),
+            json!({
+                "type": "object",
+                "description": format!(
+                    "A search of {}. Every member is optional: an empty body means all, default order. \
+                     With a `cursor`, `filters` and `sort` may be omitted; if sent they must equal the \
+                     original query's.",
+                    words(&res.name)
+                ),
+                "properties": {
+                    "filters": filters,
+                    "sort": {
+                        "type": ["array", "null"],
+                        "items": schema_ref(&format!("{name}Sort")),
+                        "maxItems": 1,
+                    },
+                    "limit": {
+                        "type": ["integer", "null"],
+                        "minimum": 1,
+                        "maximum": MAX_LIMIT,
+                        "default": DEFAULT_LIMIT,
+                    },
+                    "cursor": {
+                        "type": ["string", "null"],
+                        "description": "The previous page's `meta.cursor`: opaque, sealed, valid 24 h for the same query, tenant, app and version.",
+                    },
+                },
+                "additionalProperties": false,
+                "examples": [Value::Object(example)],
+            }),
+        );
+        // `total` only where the upstream gives it (or the edge pages a whole list itself).
+        let has_total = search.total.is_some() || matches!(search.paging, Paging::None);
+        let mut meta_props = Map::new();
+        meta_props.insert(
+            "cursor".into(),
+            json!({"type": ["string", "null"], "description": "The next page's cursor; null on the last page."}),
+        );
+        let mut meta_required = vec!["cursor"];
+        if has_total {
+            meta_props.insert(
+                "total".into(),
+                json!({"type": "integer", "minimum": 0, "description": "How many records match."}),
+            );
+            meta_required.push("total");
+        }
+        let mut page_example = json!({
+            "data": [self.example_record(res)],
+            "meta": {"cursor": null},
+        });
+        if has_total {
+            page_example["meta"]["total"] = json!(1);
+        }
+        self.schemas.insert(
+            format!("{name}Page"),
+            json!({
+                "type": "object",
+                "description": format!("A page of {}: `{{data, meta}}`.", words(&res.name)),
+                "properties": {
+                    "data": {"type": "array", "items": schema_ref(name)},
+                    "meta": {
+                        "type": "object",
+                        "properties": meta_props,
+                        "required": meta_required,
+                        "additionalProperties": false,
+                    },
+                },
+                "required": ["data", "meta"],
+                "additionalProperties": false,
+                "examples": [page_example],
+            }),
+        );
+    }
+}
