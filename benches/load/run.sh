@@ -4,7 +4,7 @@
 #   benches/load/run.sh            # everything on 127.0.0.1, about 7 minutes with the defaults
 #
 # Knobs (environment): THREADS=1 CONNS=32 DURATION=10s ROUNDS=3 BIG_CONNS=1000 BIG_DURATION=5s
-# KEEP=1 keeps the temp dir (configs, logs); PERF=1 profiles each edge's first round. Needs root only to install wrk/nginx/redis.
+# EDGE_BIN=path uses that binary instead of building. KEEP=1 keeps the temp dir (configs, logs); PERF=1 profiles each edge's first round. Needs root only to install wrk/nginx/redis.
 #
 # It starts `prospect-edge demo` (the simulator with zero latency + the dev issuer), three
 # standalone edges on that simulator (no rate limit; memory limiter; Redis limiter), nginx
@@ -45,9 +45,14 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-say "building the edge (release)"
-cargo build --release --quiet --bin prospect-edge
-BIN="$ROOT/target/release/prospect-edge"
+# EDGE_BIN=path measures another build of the edge (e.g. before/after a change).
+if [ -n "${EDGE_BIN:-}" ]; then
+    BIN=$EDGE_BIN
+else
+    say "building the edge (release)"
+    cargo build --release --quiet --bin prospect-edge
+    BIN="$ROOT/target/release/prospect-edge"
+fi
 
 # ------------------------------------------------------------------ processes
 T=$(mktemp -d /tmp/prospect-edge-bench.XXXXXX)
@@ -206,7 +211,8 @@ http {
 }
 NGINX
 "$NGINX" -p "$T/nginx" -c "$T/nginx/nginx.conf" -g 'daemon off;' 2>"$T/nginx/stderr.log" &
-PIDS+=("$!")
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
 NGINX_URL="http://127.0.0.1:$NGINX_PORT"
 for _ in $(seq 100); do curl -s -o /dev/null "$NGINX_URL/" && break; sleep 0.05; done
 
@@ -241,10 +247,26 @@ curl -s -D - -o /dev/null -H "$AUTH" -H "$VERSION_HDR" "${EDGE_URL[edge-redis]}$
     grep -qi '^ratelimit' || die "edge-redis answered without RateLimit headers"
 
 # ------------------------------------------------------------------ measuring
-RAW="$T/raw.tsv" # scenario target round rps p50_us p99_us requests non2xx sockerr
+RAW="$T/raw.tsv" # scenario target round rps p50_us p99_us requests non2xx sockerr proxy_ticks sim_ticks
 : >"$RAW"
 NONCE=$(date +%s)
 PROFILES=()
+# CPU time (user + system, clock ticks) of a process and its children's threads.
+ticks() {
+    local t=0 p
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+    done
+    echo "$t"
+}
+proxy_pids() { # target
+    case $1 in
+    direct) ;;
+    nginx) ps --ppid "$NGINX_PID" -o pid= ;;
+    *) echo "${EDGE_PID[$1]}" ;;
+    esac
+}
+HZ=$(getconf CLK_TCK)
 drive() { # scenario target round url method headers body
     local out perf_pid=""
     # PERF=1: profile the edge during its first round of each scenario (perf from linux-perf).
@@ -254,12 +276,19 @@ drive() { # scenario target round url method headers body
         perf_pid=$!
         PIDS+=("$perf_pid")
     fi
+    local pp p0 s0
+    pp=$(proxy_pids "$2")
+    # shellcheck disable=SC2086
+    p0=$(ticks $pp)
+    s0=$(ticks "$DEMO_PID")
     out=$(WRK_METHOD=$5 WRK_HEADERS=$6 WRK_BODY=$7 WRK_NONCE="$NONCE-$2-$3" \
         wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s benches/load/request.lua "$4" |
         grep '^RESULT') || die "wrk failed on $1/$2"
     # shellcheck disable=SC2086
-    set -- "$1" "$2" "$3" $(echo "$out" | sed 's/RESULT //; s/[a-z0-9_]*=//g')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RAW"
+    local pcpu=$(($(ticks $pp) - p0)) scpu=$(($(ticks "$DEMO_PID") - s0))
+    # shellcheck disable=SC2086
+    set -- "$1" "$2" "$3" $(echo "$out" | sed 's/RESULT //; s/[a-z0-9_]*=//g') "$pcpu" "$scpu"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RAW"
     if [ -n "$perf_pid" ]; then
         wait "$perf_pid" || true
         PROFILES+=("$1-$2")
@@ -333,15 +362,18 @@ python3 - "$RAW" >"$T/table.md" <<PY
 import statistics as st, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 by = {}
-for s, t, r, rps, p50, p99, n, non2xx, sockerr in rows:
-    by.setdefault((s, t), []).append((float(rps), int(p50), int(p99), int(non2xx), int(sockerr)))
+hz = $HZ
+for s, t, r, rps, p50, p99, n, non2xx, sockerr, pt, stk in rows:
+    n = max(int(n), 1)
+    by.setdefault((s, t), []).append((float(rps), int(p50), int(p99), int(non2xx), int(sockerr),
+                                      int(pt) * 1e6 / hz / n, int(stk) * 1e6 / hz / n))
 names = {"a": "(a) GET one contact", "b": "(b) search, 25 records", "c": "(c) create a contact",
          "d": "(d) GET one contact, rate limit"}
 hwm = {"a": "${HWM[a]}", "b": "${HWM[b]}", "c": "${HWM[c]}", "d": "${HWM[d]}"}
 def med(k, i):
     return st.median(x[i] for x in by[k])
-print("| scenario | target | req/s | p50 ms | p99 ms | edge/nginx req/s | edge p99 − nginx p99 | errors | edge VmHWM |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| scenario | target | req/s | p50 ms | p99 ms | edge/nginx req/s | edge p99 − nginx p99 | proxy CPU µs/req | simulator CPU µs/req | errors | edge VmHWM |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for s in "abdc":
     targets = [t for (ss, t) in by if ss == s]
     for t in targets:
@@ -355,7 +387,8 @@ for s in "abdc":
             mem = hwm[s] + " MiB" if t == targets[-1] else ""
         if s == "d" and t == "edge-redis":
             ratio += " (%.2f× edge-mem)" % (rps / med(("d", "edge-mem"), 0))
-        print(f"| {names[s]} | {t} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {ratio} | {diff} | {errs} | {mem} |")
+        pcpu = "" if t == "direct" else "%.0f" % med(k, 5)
+        print(f"| {names[s]} | {t} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {ratio} | {diff} | {pcpu} | {med(k, 6):.0f} | {errs} | {mem} |")
 PY
 {
     echo "# Load benchmark $DATE, commit $COMMIT"
@@ -375,7 +408,7 @@ PY
 } >"$OUT"
 for p in "${PROFILES[@]}"; do
     perf report -i "$T/perf-$p.data" --no-children --percent-limit 0.7 --stdio -g none \
-        --sort symbol 2>/dev/null | grep -v '^$' | head -60 >"benches/results/$DATE-$COMMIT-perf-$p.txt" || true
+        --sort symbol 2>/dev/null | grep -v '^$' | sed 's/  */ /g; s/ - - *$//' | head -60 >"benches/results/$DATE-$COMMIT-perf-$p.txt" || true
     echo "- Profile of $p (perf, edge process, self time): benches/results/$DATE-$COMMIT-perf-$p.txt" >>"$OUT"
 done
 cat "$OUT"
