@@ -8,8 +8,10 @@ ADMIN="${ADMIN:-127.0.0.1:19090}"
 start_demo() {
   local out="$1"
   mkdir -p "$out"
+  # DEMO_CONF: another config for the demo (the fuzzer's lifts the rate limits, which a
+  # few thousand generated requests a minute would otherwise exhaust).
   ./target/release/prospect-edge demo --listen "$LISTEN" --admin "$ADMIN" \
-    > "$out/demo.out" 2> "$out/demo.log" &
+    -c "${DEMO_CONF:-conf/demo/edge.yaml}" > "$out/demo.out" 2> "$out/demo.log" &
   DEMO_PID=$!
   trap 'kill "$DEMO_PID" 2>/dev/null || true; wait "$DEMO_PID" 2>/dev/null || true' EXIT
   local ready=""

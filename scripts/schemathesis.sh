@@ -28,6 +28,13 @@ ensure_python_tools
 mkdir -p "$OUT"
 venv="$(cd "$PY_VENV" && pwd)"
 
+# The demo's config with rate limits far above what the fuzzer sends; the key and the
+# mappings stay where the demo config expects them (conf/demo/).
+DEMO_CONF=conf/demo/fuzz-edge.yaml
+sed -e 's/quota: 600,/quota: 10000000,/' -e 's/quota: 120,/quota: 10000000,/' \
+  conf/demo/edge.yaml > "$DEMO_CONF"
+trap 'rm -f "$DEMO_CONF"' EXIT
+export DEMO_CONF
 start_demo "$OUT"
 
 token=$(./target/release/prospect-edge token --tenant 1 --user 101 --ttl 7200)

@@ -399,26 +399,27 @@ impl Edge {
 
         // read body, and bring an older release's request to the current shape
         let mut body = read_json_body(session, &method).await?;
-        let idem = match (&rt.idempotency, method.as_str()) {
-            // Searches are reads: a key on them is accepted and ignored (as Stripe does on GET).
-            (Some(store), "POST" | "PATCH") if !matches!(op, Operation::Search) => match session
-                .req_header()
-                .headers
-                .get("idempotency-key")
-            {
-                Some(k) if crate::policy::valid_key(k.as_bytes()) => {
-                    let fp =
-                        crate::policy::fingerprint(&method, &path, body.as_ref(), &release.date);
-                    Some((store, k.as_bytes().to_vec(), fp))
-                }
-                Some(_) => {
-                    return Err(Problem::invalid(vec![crate::problem::FieldError::new(
-                        "",
-                        "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
-                    )]))
-                }
-                None => None,
-            },
+        // A key is checked on every POST and PATCH; searches are reads, so theirs is not stored.
+        let idem_key = match (
+            method.as_str(),
+            session.req_header().headers.get("idempotency-key"),
+        ) {
+            ("POST" | "PATCH", Some(k)) if crate::policy::valid_key(k.as_bytes()) => {
+                Some(k.as_bytes().to_vec())
+            }
+            ("POST" | "PATCH", Some(_)) => {
+                return Err(Problem::invalid(vec![crate::problem::FieldError::new(
+                    "",
+                    "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
+                )]))
+            }
+            _ => None,
+        };
+        let idem = match (&rt.idempotency, idem_key) {
+            (Some(store), Some(key)) if !matches!(op, Operation::Search) => {
+                let fp = crate::policy::fingerprint(&method, &path, body.as_ref(), &release.date);
+                Some((store, key, fp))
+            }
             _ => None,
         };
         let changes = versions::pending(&plan.versions, &release.date, &res.name);

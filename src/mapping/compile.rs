@@ -1016,6 +1016,12 @@ impl Compiler<'_> {
         for f in &mut fields {
             for other in compiled.iter().skip(1) {
                 if let Some((_, of)) = other.field(&f.name) {
+                    // A variant's schema also covers the other sources' shapes.
+                    if let (Codec::Variant(v), false) =
+                        (&mut f.codec, matches!(of.codec, Codec::Variant(_)))
+                    {
+                        v.cases.push((Value::Null, of.clone()));
+                    }
                     // The public enum is every source's values together.
                     if let Codec::Enum { to_up } = &mut f.codec {
                         match &of.codec {

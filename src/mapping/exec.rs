@@ -638,6 +638,9 @@ impl Exec<'_> {
             q.sort = sort;
             q.limit = state["l"].as_u64().map(|l| l as u32).unwrap_or(q.limit);
         }
+        // Values are checked against the public schema (every source's together) first, so
+        // a bad one is a 400 and not an empty page.
+        search::translate(self.res, &self.ctx(), &q.filters)?;
         let limit = q.limit as usize;
         // Candidates per source: (merge key, public record, raw index from the source's position).
         let mut candidates: Vec<Vec<(String, Value, usize)>> = Vec::new();
