@@ -110,6 +110,29 @@ impl BackgroundService for Background {
     }
 }
 
+/// Marks the runtime as draining as soon as pingora starts an upgrade (SIGQUIT: the 5 s
+/// socket handover window comes before its own shutdown broadcast) or a graceful stop.
+fn watch_draining(server: &Server, rt: Arc<Runtime>) {
+    use pingora::server::ExecutionPhase;
+    let mut phases = server.watch_execution_phase();
+    std::thread::spawn(move || loop {
+        match phases.blocking_recv() {
+            Ok(
+                ExecutionPhase::GracefulUpgradeTransferringFds
+                | ExecutionPhase::GracefulUpgradeCloseTimeout
+                | ExecutionPhase::GracefulTerminate
+                | ExecutionPhase::ShutdownStarted,
+            ) => {
+                rt.draining
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!("draining: answers now close their connections");
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    });
+}
+
 /// Runs the edge until SIGTERM/SIGINT (or SIGQUIT for an upgrade).
 pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std::io::Result<()> {
     cfg.listen = concrete(cfg.listen)?;
@@ -149,6 +172,7 @@ pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std
     admin.add_tcp(&admin_addr.to_string());
     server.add_service(public);
     server.add_service(admin);
+    watch_draining(&server, rt.clone());
     server.add_service(background_service("background", Background { rt }));
     println!("prospect-edge listening public=http://{listen} admin=http://{admin_addr}");
     server.run(pingora::server::RunArgs::default());

@@ -5,6 +5,7 @@ mod activities;
 mod auth;
 mod golden;
 mod harness;
+mod ops;
 mod policies;
 mod reload;
 mod resources;
