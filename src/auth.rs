@@ -460,8 +460,10 @@ impl Auth {
     /// Looks a key up; an unknown `kid` triggers one refetch shared by every concurrent
     /// request, at most once per the issuer's `jwks_refetch_interval`.
     async fn key(&self, i: &IssuerState, kid: &str) -> Option<(Algorithm, Arc<DecodingKey>)> {
-        if let Some(k) = i.key(kid) {
-            return Some(k);
+        let found = i.key(kid);
+        crate::metrics::cache("jwks", found.is_some());
+        if found.is_some() {
+            return found;
         }
         let _one = i.fetching.lock().await;
         // Whoever held the lock may have fetched the key meanwhile.
@@ -509,12 +511,19 @@ impl Auth {
             return Err(invalid("The token is malformed"));
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        // Concurrent requests with the same token share one verification.
+        // Concurrent requests with the same token share one verification (a hit for all
+        // but the one that ran it).
+        let ran = std::sync::atomic::AtomicBool::new(false);
         let resolved = self
             .tokens
-            .try_get_with(digest, self.resolve(token, jwt))
+            .try_get_with(digest, async {
+                ran.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.resolve(token, jwt).await
+            })
             .await
-            .map_err(|e| (*e).clone())?;
+            .map_err(|e| (*e).clone());
+        crate::metrics::cache("token", !ran.load(std::sync::atomic::Ordering::Relaxed));
+        let resolved = resolved?;
         match &resolved.outcome {
             Ok(id) if resolved.valid_until > now() => Ok(id.clone()),
             Ok(_) => {
@@ -755,13 +764,20 @@ impl Auth {
         upstreams: &Upstreams,
         trust: &Trust,
     ) -> Result<Arc<Vec<String>>, Problem> {
-        self.permissions
-            .try_get_with(
-                (trust.tenant, trust.user),
-                fetch_permissions(upstreams, trust),
-            )
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let perms = self
+            .permissions
+            .try_get_with((trust.tenant, trust.user), async {
+                ran.store(true, std::sync::atomic::Ordering::Relaxed);
+                fetch_permissions(upstreams, trust).await
+            })
             .await
-            .map_err(|e| (*e).clone())
+            .map_err(|e| (*e).clone());
+        crate::metrics::cache(
+            "permissions",
+            !ran.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        perms
     }
 }
 

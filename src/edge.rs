@@ -41,6 +41,10 @@ pub struct Runtime {
     pub idempotency: Option<crate::policy::IdempotencyStore>,
     /// Set once the background task runs (signals handled, keys fetched): `/readyz`.
     pub ready: std::sync::atomic::AtomicBool,
+    /// Set when an upgrade or shutdown begins: answers then carry `Connection: close`, so
+    /// clients reconnect (to the new process) instead of reusing a connection pingora is
+    /// about to drop while idle.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl Runtime {
@@ -58,6 +62,7 @@ impl Runtime {
                 cfg.permissions_cache,
             ),
             ready: std::sync::atomic::AtomicBool::new(false),
+            draining: std::sync::atomic::AtomicBool::new(false),
             rate_limiter: cfg
                 .rate_limits
                 .clone()
@@ -66,7 +71,10 @@ impl Runtime {
                 .idempotency
                 .clone()
                 .map(|i| crate::policy::IdempotencyStore::new(i, shared.clone())),
-            plan: ArcSwap::from_pointee(plan),
+            plan: {
+                crate::metrics::mapping_loaded(&mapping_digest(&cfg.mappings_dir));
+                ArcSwap::from_pointee(plan)
+            },
             cfg,
         }
     }
@@ -81,6 +89,7 @@ impl Runtime {
             Ok(plan) => {
                 let n = plan.resources.len();
                 self.plan.store(Arc::new(plan));
+                crate::metrics::mapping_loaded(&mapping_digest(&self.cfg.mappings_dir));
                 crate::metrics::RELOADS.with_label_values(&["ok"]).inc();
                 Ok(n)
             }
@@ -94,9 +103,45 @@ impl Runtime {
     }
 }
 
+/// A short hash (12 hex digits) of the mapping files' names and contents: the mapping
+/// version shown in `/metrics` and `/readyz`. Read right after a load; an edit racing the
+/// load shows up at the next reload at the latest.
+pub fn mapping_digest(dir: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(
+            f.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or_default(),
+        );
+        h.update([0]);
+        h.update(std::fs::read(&f).unwrap_or_default());
+        h.update([0]);
+    }
+    h.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Per-request state (pingora's typed CTX).
 pub struct Ctx {
     pub trace_id: String,
+    /// W3C trace flags sent upstream: the caller's, or `01` for a trace started here.
+    pub trace_flags: String,
+    /// Counted in `prospect_edge_requests_in_flight` until the CTX is dropped.
+    pub in_flight: crate::metrics::InFlight,
+    /// Time this request spent in upstream calls (IAM included), for the access log.
+    pub upstream_ms: f64,
     pub started: Instant,
     pub route: &'static str,
     pub status: u16,
@@ -133,8 +178,8 @@ fn new_trace_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// W3C `traceparent`: continue the caller's trace when it is well formed.
-fn trace_from(header: Option<&str>) -> Option<String> {
+/// W3C `traceparent`: continue the caller's trace (its id and flags) when well formed.
+fn trace_from(header: Option<&str>) -> Option<(String, String)> {
     let parts: Vec<&str> = header?.trim().split('-').collect();
     match parts.as_slice() {
         [ver, trace, span, flags]
@@ -145,9 +190,10 @@ fn trace_from(header: Option<&str>) -> Option<String> {
                 && trace
                     .bytes()
                     .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-                && *trace != "00000000000000000000000000000000" =>
+                && *trace != "00000000000000000000000000000000"
+                && flags.bytes().all(|b| b.is_ascii_hexdigit()) =>
         {
-            Some(trace.to_string())
+            Some((trace.to_string(), flags.to_ascii_lowercase()))
         }
         _ => None,
     }
@@ -295,7 +341,15 @@ impl Edge {
             .iter()
             .map(|v| v.as_bytes())
             .collect();
-        let identity = rt.auth.authenticate(&auth_headers).await?;
+        let identity = rt.auth.authenticate(&auth_headers).await;
+        let outcome = match &identity {
+            Ok(_) => "ok",
+            Err(_) if auth_headers.is_empty() => "missing",
+            Err(p) if p.status() >= 500 => "error",
+            Err(_) => "invalid",
+        };
+        crate::metrics::AUTH.with_label_values(&[outcome]).inc();
+        let identity = identity?;
         ctx.identity = Some(identity.clone());
 
         // rate limit, per (tenant, app)
@@ -387,8 +441,11 @@ impl Edge {
         if !identity.has_scope(&scope) {
             return Err(scope_problem(&scope));
         }
-        let trust = Trust::new(identity.tenant, identity.user, ctx.trace_id.clone());
-        let perms = rt.auth.permissions(&rt.upstreams, &trust).await?;
+        let trust = Trust::new(identity.tenant, identity.user, ctx.trace_id.clone())
+            .with_trace_flags(&ctx.trace_flags);
+        let perms = rt.auth.permissions(&rt.upstreams, &trust).await;
+        ctx.upstream_ms = trust.upstream_ms();
+        let perms = perms?;
         if !perms.iter().any(|p| p == &permission) {
             return Err(Problem::new(
                 Kind::PermissionDenied,
@@ -499,6 +556,7 @@ impl Edge {
                 body.as_ref(),
             )
             .await;
+        ctx.upstream_ms = trust.upstream_ms();
         let result = result.map(|(status, headers, body)| Reply {
             status,
             headers,
@@ -608,6 +666,9 @@ impl Edge {
             h.append_header(*k, v.as_str())?;
         }
         ctx.status = reply.status;
+        if self.rt.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            session.set_keepalive(None);
+        }
         let head_only = session.req_header().method == http::Method::HEAD;
         session
             .write_response_header(Box::new(h), reply.status == 204 || head_only)
@@ -701,6 +762,9 @@ impl ProxyHttp for Edge {
     fn new_ctx(&self) -> Ctx {
         Ctx {
             trace_id: String::new(),
+            trace_flags: "01".into(),
+            in_flight: crate::metrics::InFlight::start(),
+            upstream_ms: 0.0,
             started: Instant::now(),
             route: "none",
             status: 0,
@@ -717,8 +781,10 @@ impl ProxyHttp for Edge {
     /// Runs the whole pipeline and writes the answer; `Ok(true)` ends pingora's processing.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let headers = &session.req_header().headers;
-        ctx.trace_id = trace_from(headers.get("traceparent").and_then(|v| v.to_str().ok()))
-            .unwrap_or_else(new_trace_id);
+        match trace_from(headers.get("traceparent").and_then(|v| v.to_str().ok())) {
+            Some((id, flags)) => (ctx.trace_id, ctx.trace_flags) = (id, flags),
+            None => ctx.trace_id = new_trace_id(),
+        }
         let instance = session.req_header().uri.path().to_string();
         if let Some(cors) = &self.rt.cfg.cors {
             let origin = headers
@@ -768,7 +834,7 @@ impl ProxyHttp for Edge {
             None => (0, "", 0),
         };
         let status = ctx.status;
-        let method = session.req_header().method.as_str();
+        let method = crate::metrics::method_label(&session.req_header().method);
         crate::metrics::REQUESTS
             .with_label_values(&[ctx.route, method, crate::metrics::status_class(status)])
             .inc();
@@ -782,6 +848,9 @@ impl ProxyHttp for Edge {
             route = ctx.route,
             status = ctx.status,
             duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
+            upstream_ms = ctx.upstream_ms,
+            bytes_in = session.body_bytes_read(),
+            bytes_out = session.body_bytes_sent(),
             tenant, client, user,
         );
     }

@@ -1,9 +1,13 @@
 //! Prometheus metrics, registered once in the default registry and served on the admin
-//! listener. Labels are bounded: route kind, method, status class — never a path or tenant.
+//! listener. Labels are bounded: route kind, method, status class, configured service
+//! names, fixed outcome sets — never a path, a tenant or a token.
 
 use std::sync::LazyLock;
 
-use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
+use prometheus::{
+    register_gauge, register_histogram_vec, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, Gauge, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+};
 
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
@@ -51,6 +55,103 @@ pub static IDEMPOTENCY: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
 });
 
+pub static UPSTREAM_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "prospect_edge_upstream_duration_seconds",
+        "Time of one call to a legacy service (until its whole answer is read), by service.",
+        &["service"],
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
+pub static UPSTREAM_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "prospect_edge_upstream_errors_total",
+        "Failed calls to a legacy service, by service and kind (unavailable, closed, \
+         incomplete, timeout, status_5xx).",
+        &["service", "kind"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
+pub static AUTH: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "prospect_edge_auth_total",
+        "Authentication outcomes of routed requests (ok, invalid, missing, error).",
+        &["outcome"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
+pub static CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "prospect_edge_cache_lookups_total",
+        "Cache lookups by cache (token, jwks, permissions) and result (hit, miss).",
+        &["cache", "result"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
+pub static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "prospect_edge_requests_in_flight",
+        "Public requests being processed now."
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
+pub static MAPPING_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "prospect_edge_mapping_info",
+        "The mapping set being served: 1 for the short hash of its files.",
+        &["version"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
+pub static MAPPING_LOADED: LazyLock<Gauge> = LazyLock::new(|| {
+    register_gauge!(
+        "prospect_edge_mapping_loaded_timestamp_seconds",
+        "Unix time at which the mapping set being served was loaded."
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
+/// Counts one public request as in flight for as long as it lives (kept in the CTX).
+pub struct InFlight(());
+
+impl InFlight {
+    pub fn start() -> InFlight {
+        IN_FLIGHT.inc();
+        InFlight(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.dec();
+    }
+}
+
+/// Records a cache lookup.
+pub fn cache(name: &'static str, hit: bool) {
+    CACHE
+        .with_label_values(&[name, if hit { "hit" } else { "miss" }])
+        .inc();
+}
+
+/// Marks `version` as the mapping set being served.
+pub fn mapping_loaded(version: &str) {
+    MAPPING_INFO.reset();
+    MAPPING_INFO.with_label_values(&[version]).set(1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    MAPPING_LOADED.set(now);
+}
+
 /// Registers every metric so that `/metrics` lists them before the first request.
 pub fn init() {
     LazyLock::force(&REQUESTS);
@@ -58,6 +159,27 @@ pub fn init() {
     LazyLock::force(&RELOADS);
     LazyLock::force(&RATE_LIMIT);
     LazyLock::force(&IDEMPOTENCY);
+    LazyLock::force(&UPSTREAM_DURATION);
+    LazyLock::force(&UPSTREAM_ERRORS);
+    LazyLock::force(&AUTH);
+    LazyLock::force(&CACHE);
+    LazyLock::force(&IN_FLIGHT);
+    LazyLock::force(&MAPPING_INFO);
+    LazyLock::force(&MAPPING_LOADED);
+}
+
+/// The method label: the standard methods, anything else is `other` (labels stay bounded).
+pub fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 pub fn status_class(status: u16) -> &'static str {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{ExecutionPhase, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
@@ -71,6 +71,9 @@ fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
 
 struct Background {
     rt: Arc<Runtime>,
+    /// pingora's execution phases, watched from this service's runtime (so that it also
+    /// works after `-d` forked: a thread started before would not survive the fork).
+    phases: std::sync::Mutex<Option<tokio::sync::broadcast::Receiver<ExecutionPhase>>>,
 }
 
 /// The next SIGHUP; never, when signals could not be set up.
@@ -90,6 +93,10 @@ impl BackgroundService for Background {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|_| tracing::error!("cannot listen for SIGHUP; mapping reload is disabled"))
             .ok();
+        let phases = self.phases.lock().ok().and_then(|mut p| p.take());
+        if let Some(phases) = phases {
+            tokio::spawn(watch_draining(phases, self.rt.clone()));
+        }
         let n = self.rt.auth.refresh_all().await;
         tracing::info!(issuers_with_keys = n, "JWKS loaded");
         self.rt
@@ -106,6 +113,30 @@ impl BackgroundService for Background {
                 }
                 _ = shutdown.changed() => return,
             }
+        }
+    }
+}
+
+/// Marks the runtime as draining as soon as pingora starts an upgrade (SIGQUIT: the 5 s
+/// socket handover window comes before its own shutdown broadcast) or a graceful stop.
+async fn watch_draining(
+    mut phases: tokio::sync::broadcast::Receiver<ExecutionPhase>,
+    rt: Arc<Runtime>,
+) {
+    loop {
+        match phases.recv().await {
+            Ok(
+                ExecutionPhase::GracefulUpgradeTransferringFds
+                | ExecutionPhase::GracefulUpgradeCloseTimeout
+                | ExecutionPhase::GracefulTerminate
+                | ExecutionPhase::ShutdownStarted,
+            ) => {
+                rt.draining
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!("draining: answers now close their connections");
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
 }
@@ -149,7 +180,8 @@ pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std
     admin.add_tcp(&admin_addr.to_string());
     server.add_service(public);
     server.add_service(admin);
-    server.add_service(background_service("background", Background { rt }));
+    let phases = std::sync::Mutex::new(Some(server.watch_execution_phase()));
+    server.add_service(background_service("background", Background { rt, phases }));
     println!("prospect-edge listening public=http://{listen} admin=http://{admin_addr}");
     server.run(pingora::server::RunArgs::default());
     // Give pingora's runtimes a moment to wind down their last connections.

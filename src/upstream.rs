@@ -30,9 +30,14 @@ pub struct Trust {
     pub tenant: u32,
     pub user: u64,
     pub request_id: String,
+    /// W3C trace flags of the request's trace (`01` sampled), repeated in each call's
+    /// `traceparent`.
+    pub trace_flags: String,
     /// Upstream calls of this request that reached a service (answered or timed out):
     /// idempotency stores an answer only once a request reached the upstream.
     pub reached: std::sync::atomic::AtomicU32,
+    /// Time spent in upstream calls of this request, in microseconds (the access log).
+    pub upstream_us: std::sync::atomic::AtomicU64,
 }
 
 impl Trust {
@@ -41,8 +46,27 @@ impl Trust {
             tenant,
             user,
             request_id,
+            trace_flags: "01".into(),
             reached: Default::default(),
+            upstream_us: Default::default(),
         }
+    }
+
+    /// Keeps the caller's trace flags (the request continued a W3C trace).
+    pub fn with_trace_flags(mut self, flags: &str) -> Trust {
+        self.trace_flags = flags.to_string();
+        self
+    }
+
+    /// A `traceparent` for one upstream call: this request's trace id, a new span id.
+    pub fn traceparent(&self) -> String {
+        let span: u64 = rand::random::<u64>().max(1);
+        format!("00-{}-{span:016x}-{}", self.request_id, self.trace_flags)
+    }
+
+    /// Time spent in upstream calls so far, in milliseconds.
+    pub fn upstream_ms(&self) -> f64 {
+        self.upstream_us.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0
     }
 
     pub fn reached(&self) -> u32 {
@@ -107,7 +131,8 @@ impl Upstreams {
             .header("accept", "application/json")
             .header("x-pc-tenant", trust.tenant.to_string())
             .header("x-pc-user", trust.user.to_string())
-            .header("x-pc-request-id", trust.request_id.as_str());
+            .header("x-pc-request-id", trust.request_id.as_str())
+            .header("traceparent", trust.traceparent());
         let bytes = match body {
             Some(b) => {
                 req = req.header("content-type", "application/json");
@@ -119,11 +144,18 @@ impl Upstreams {
             .body(Full::new(bytes))
             .map_err(|_| Problem::new(Kind::Internal, "Could not build the upstream request"))?;
         let started = Instant::now();
+        let errors = |kind: &str| {
+            crate::metrics::UPSTREAM_ERRORS
+                .with_label_values(&[service, kind])
+                .inc()
+        };
         let fut = async {
             let resp = pool.client.request(req).await.map_err(|e| {
                 if e.is_connect() {
+                    errors("unavailable");
                     unavailable()
                 } else {
+                    errors("closed");
                     Problem::new(
                         Kind::UpstreamError,
                         "A backing service closed the connection",
@@ -135,6 +167,7 @@ impl Upstreams {
                 .collect()
                 .await
                 .map_err(|_| {
+                    errors("incomplete");
                     Problem::new(
                         Kind::UpstreamError,
                         "A backing service sent an incomplete answer",
@@ -144,22 +177,38 @@ impl Upstreams {
             Ok::<_, Problem>((status, body))
         };
         let outcome = tokio::time::timeout(pool.cfg.timeout, fut).await;
+        let took = started.elapsed();
+        crate::metrics::UPSTREAM_DURATION
+            .with_label_values(&[service])
+            .observe(took.as_secs_f64());
+        trust.upstream_us.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if matches!(outcome, Ok(Ok(_)) | Err(_)) {
             trust
                 .reached
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         match outcome {
-            Ok(Ok((status, body))) => Ok(Answer {
-                status,
-                body,
-                elapsed: started.elapsed(),
-            }),
+            Ok(Ok((status, body))) => {
+                if status >= 500 {
+                    errors("status_5xx");
+                }
+                Ok(Answer {
+                    status,
+                    body,
+                    elapsed: started.elapsed(),
+                })
+            }
             Ok(Err(p)) => Err(p),
-            Err(_) => Err(Problem::new(
-                Kind::UpstreamTimeout,
-                "A backing service did not answer in time",
-            )),
+            Err(_) => {
+                errors("timeout");
+                Err(Problem::new(
+                    Kind::UpstreamTimeout,
+                    "A backing service did not answer in time",
+                ))
+            }
         }
     }
 }

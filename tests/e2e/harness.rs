@@ -45,6 +45,18 @@ impl Edge {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Polls until the process has exited (reaping it), or `None` after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let until = std::time::Instant::now() + within;
+        while std::time::Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
 }
 
 /// A minimal temp dir (removed on drop) so the tests need no extra crate.

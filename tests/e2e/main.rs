@@ -6,6 +6,7 @@ mod auth;
 mod golden;
 mod harness;
 mod openapi;
+mod ops;
 mod policies;
 mod reload;
 mod resources;
