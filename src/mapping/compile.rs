@@ -122,6 +122,7 @@ pub fn load_dir(dir: &Path, ctx: &Context) -> Result<Plan, Diags> {
         }
     }
     check_refs(&resources, &prefixes, &mut d, dir);
+    resolve_changes(&mut resources, &mut d, dir);
     match versions {
         Some(versions) if d.is_empty() => Ok(Plan {
             resources,
@@ -140,6 +141,63 @@ type SourceEntry = (
     RawSource,
     Vec<(marked_yaml::types::MarkedScalarNode, RawField)>,
 );
+
+/// Fills each `changes` field's tables from the resources it names (all compiled by now).
+fn resolve_changes(resources: &mut IndexMap<String, Arc<Resource>>, d: &mut Diags, dir: &Path) {
+    fn table(res: &Resource) -> Vec<(String, Field)> {
+        res.fields
+            .iter()
+            .filter_map(|f| f.from.as_ref().map(|p| (p.dotted(), f.clone())))
+            .collect()
+    }
+    fn fill(
+        fields: &mut [Field],
+        all: &IndexMap<String, Arc<Resource>>,
+        missing: &mut Vec<String>,
+    ) {
+        for f in fields {
+            match &mut f.codec {
+                Codec::Changes(c) => {
+                    c.tables = c
+                        .entities
+                        .iter()
+                        .map(|(code, name)| match all.get(name) {
+                            Some(r) => (code.clone(), table(r)),
+                            None => {
+                                missing.push(name.clone());
+                                (code.clone(), Vec::new())
+                            }
+                        })
+                        .collect();
+                }
+                Codec::Object { fields, .. } => fill(fields, all, missing),
+                _ => {}
+            }
+        }
+    }
+    let snapshot = resources.clone();
+    for (name, res) in resources.iter_mut() {
+        let mut missing = Vec::new();
+        let mut r = (**res).clone();
+        fill(&mut r.fields, &snapshot, &mut missing);
+        r.sources = r
+            .sources
+            .iter()
+            .map(|s| {
+                let mut s = (**s).clone();
+                fill(&mut s.fields, &snapshot, &mut missing);
+                Arc::new(s)
+            })
+            .collect();
+        for m in missing {
+            d.file(
+                &dir.join(format!("{name}.yaml")),
+                format!("`changes` names resource `{m}`, which is not declared"),
+            );
+        }
+        *res = Arc::new(r);
+    }
+}
 
 /// Known prefixes that are not resources of their own.
 const EXTRA_PREFIXES: [&str; 2] = ["usr", "stage"];
@@ -502,6 +560,23 @@ impl Compiler<'_> {
             "decimal" => Codec::Decimal,
             "string_list" => Codec::StringList,
             "json" => Codec::Json,
+            "changes" => match (&f.on, &f.entities) {
+                (Some(on), Some(ents)) => Codec::Changes(Changes {
+                    on: UpPath::parse(on),
+                    entities: ents
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.to_string()))
+                        .collect(),
+                    tables: Vec::new(),
+                }),
+                _ => {
+                    self.err(
+                        &tspan,
+                        "`changes` needs `on` (the entity kind field) and `entities`",
+                    );
+                    return None;
+                }
+            },
             "timestamp" => Codec::Timestamp(self.time_format(f.format.as_ref(), &tspan)?),
             "date" => Codec::Date(self.time_format(f.format.as_ref(), &tspan)?),
             "enum" => {
@@ -612,9 +687,13 @@ impl Compiler<'_> {
         };
         let needs_from = !matches!(
             codec,
-            Codec::Object { .. } | Codec::Attachment(_) | Codec::Variant(_) | Codec::Const(_)
-        );
-        let read_only_codec = matches!(codec, Codec::Const(_) | Codec::Json);
+            Codec::Object { .. }
+                | Codec::Attachment(_)
+                | Codec::Variant(_)
+                | Codec::Const(_)
+                | Codec::Changes(_)
+        ) || (matches!(codec, Codec::Changes(_)) && f.from.is_none());
+        let read_only_codec = matches!(codec, Codec::Const(_) | Codec::Json | Codec::Changes(_));
         let from = match &f.from {
             Some(p) => Some(UpPath::parse(p)),
             None if needs_from => {

@@ -104,6 +104,19 @@ pub enum Codec {
     Const(Value),
     /// Passed through as it is (read only).
     Json,
+    /// An audit `changes` object `{upstreamField: {from, to}}`, rewritten into public
+    /// field names and values of the entity it is about; unknown fields are dropped.
+    Changes(Changes),
+}
+
+#[derive(Debug, Clone)]
+pub struct Changes {
+    /// The upstream field naming the entity's kind (`entityType`).
+    pub on: UpPath,
+    /// Entity code → the resource whose fields name the changes (`contact` → `contacts`).
+    pub entities: Vec<(String, String)>,
+    /// Filled once every resource is compiled: entity code → (upstream name, public field).
+    pub tables: Vec<(String, Vec<(String, Field)>)>,
 }
 
 #[derive(Debug, Clone)]

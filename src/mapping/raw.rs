@@ -253,6 +253,9 @@ pub struct RawField {
     /// `const`: the public value (JSON).
     #[serde(default)]
     pub value: Option<Spanned<String>>,
+    /// `changes`: entity code → public resource (`contact: contacts`).
+    #[serde(default)]
+    pub entities: Option<IndexMap<String, Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

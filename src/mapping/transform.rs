@@ -121,6 +121,14 @@ pub fn fields_to_public(fields: &[Field], ctx: &Ctx, rec: &Value, out: &mut Map<
 fn field_to_public(f: &Field, ctx: &Ctx, rec: &Value, done: &Map<String, Value>) -> Value {
     match &f.codec {
         Codec::Const(v) => v.clone(),
+        Codec::Changes(c) => {
+            let raw = f
+                .from
+                .as_ref()
+                .and_then(|p| p.get(rec))
+                .unwrap_or(&Value::Null);
+            changes_to_public(c, ctx, rec, raw)
+        }
         Codec::Variant(var) => {
             let key = match &var.key {
                 VariantKey::Public(name) => done.get(name).cloned().unwrap_or(Value::Null),
@@ -160,6 +168,33 @@ fn field_to_public(f: &Field, ctx: &Ctx, rec: &Value, done: &Map<String, Value>)
             value_to_public(codec, ctx, raw)
         }
     }
+}
+
+/// `{upstreamField: {from, to}}` → `{public_field: {from, to}}` in public values; fields the
+/// public API does not have (row versions, internals) are left out.
+fn changes_to_public(c: &Changes, ctx: &Ctx, rec: &Value, raw: &Value) -> Value {
+    let code = c.on.get(rec).and_then(Value::as_str).unwrap_or_default();
+    let table = c
+        .tables
+        .iter()
+        .find(|(k, _)| k == code)
+        .map(|(_, t)| t.as_slice())
+        .unwrap_or(&[]);
+    let mut out = Map::new();
+    for (up, change) in raw.as_object().into_iter().flatten() {
+        let Some((_, field)) = table.iter().find(|(u, _)| u == up) else {
+            continue;
+        };
+        let conv = |v: &Value| value_to_public(&field.codec, ctx, v);
+        let mut m = Map::new();
+        m.insert(
+            "from".into(),
+            conv(change.get("from").unwrap_or(&Value::Null)),
+        );
+        m.insert("to".into(), conv(change.get("to").unwrap_or(&Value::Null)));
+        out.insert(field.name.clone(), Value::Object(m));
+    }
+    Value::Object(out)
 }
 
 fn attachment_to_public(a: &Attachment, ctx: &Ctx, rec: &Value) -> Value {
@@ -254,6 +289,7 @@ pub fn value_to_public(codec: &Codec, ctx: &Ctx, raw: &Value) -> Value {
         },
         Codec::Const(v) => v.clone(),
         Codec::Json => raw.clone(),
+        Codec::Changes(_) => Value::Null,
         Codec::Object { .. } | Codec::Attachment(_) | Codec::Variant(_) => Value::Null,
     }
 }
@@ -291,6 +327,7 @@ fn type_name(codec: &Codec) -> &'static str {
         Codec::Variant(_) => "an object matching the record's type",
         Codec::Const(_) => "the fixed value",
         Codec::Json => "JSON",
+        Codec::Changes(_) => "changes",
     }
 }
 
@@ -365,6 +402,7 @@ pub fn value_to_upstream(codec: &Codec, ctx: &Ctx, v: &Value) -> Result<Value, S
         },
         Codec::Const(c) if c == v => Ok(v.clone()),
         Codec::Json => Ok(v.clone()),
+        Codec::Changes(_) => bad(),
         Codec::Const(_)
         | Codec::Object { .. }
         | Codec::List { .. }

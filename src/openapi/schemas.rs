@@ -112,6 +112,15 @@ impl Gen<'_> {
             }
             Codec::Const(c) => json!({ "const": c }),
             Codec::Json => json!({}),
+            Codec::Changes(_) => json!({
+                "type": "object",
+                "description": "Changed fields by public name: {\"field\": {\"from\": …, \"to\": …}}.",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {"from": {}, "to": {}},
+                    "required": ["from", "to"],
+                },
+            }),
         }
     }
 
@@ -233,6 +242,7 @@ impl Gen<'_> {
                 .unwrap_or(Value::Null),
             Codec::Const(c) => c.clone(),
             Codec::Json => json!({}),
+            Codec::Changes(_) => json!({"last_name": {"from": "Ng", "to": "Ng-Smith"}}),
         }
     }
 

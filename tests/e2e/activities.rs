@@ -92,6 +92,14 @@ async fn timeline_merges_both_sources_newest_first_without_gaps() {
         .find(|a| a["type"] == "system_event")
         .expect("an audit event");
     assert!(audit["details"]["event"].is_string());
+    // Changes are named and valued as the public API names them, never the upstream's way.
+    for (field, change) in audit["details"]["changes"].as_object().expect("changes") {
+        assert!(
+            field.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+            "{field}"
+        );
+        assert!(change.get("from").is_some() && change.get("to").is_some());
+    }
     assert!(audit["id"].as_str().expect("id").starts_with("act_"));
 
     // Type filters select sources.
