@@ -52,6 +52,9 @@ impl ServeHttp for Admin {
                     "jwks": self.rt.auth.jwks_report(),
                     "resources": plan.resources.len(),
                     "version": plan.versions.current,
+                    "circuits": self.rt.upstreams.circuits().into_iter()
+                        .map(|(n, c)| (n.to_string(), serde_json::Value::from(c.as_str())))
+                        .collect::<serde_json::Map<_, _>>(),
                     "mapping_reloads": {
                         "ok": crate::metrics::RELOADS.with_label_values(&["ok"]).get(),
                         "refused": crate::metrics::RELOADS.with_label_values(&["refused"]).get(),

@@ -10,10 +10,13 @@ pub mod auth;
 pub mod config;
 pub mod diag;
 pub mod edge;
+pub mod json;
 pub mod mapping;
 pub mod metrics;
 pub mod policy;
 pub mod problem;
+#[cfg(test)]
+mod robustness;
 pub mod seal;
 pub mod server;
 pub mod token;

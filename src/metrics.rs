@@ -3,7 +3,10 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, HistogramVec,
+    IntCounterVec, IntGaugeVec,
+};
 
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
@@ -51,6 +54,24 @@ pub static IDEMPOTENCY: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
 });
 
+pub static CIRCUIT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "prospect_edge_circuit_state",
+        "Circuit breaker state per legacy service: 0 closed, 1 open, 2 half-open.",
+        &["service"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
+pub static UPSTREAM_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "prospect_edge_upstream_retries_total",
+        "Retries of safe upstream calls, by legacy service.",
+        &["service"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
 /// Registers every metric so that `/metrics` lists them before the first request.
 pub fn init() {
     LazyLock::force(&REQUESTS);
@@ -58,6 +79,8 @@ pub fn init() {
     LazyLock::force(&RELOADS);
     LazyLock::force(&RATE_LIMIT);
     LazyLock::force(&IDEMPOTENCY);
+    LazyLock::force(&CIRCUIT);
+    LazyLock::force(&UPSTREAM_RETRIES);
 }
 
 pub fn status_class(status: u16) -> &'static str {
