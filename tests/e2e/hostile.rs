@@ -117,7 +117,8 @@ async fn oversized_headers_and_bodies_are_refused() {
     let w = World::start().await;
     let addr = w.edge.public;
 
-    // A 2 MiB header.
+    // A 2 MiB header: pingora answers 400 past 1 MiB and closes, possibly while the
+    // client is still writing (then the answer is lost in the reset): never a 5xx.
     let big = "a".repeat(2 * 1024 * 1024);
     let head = format!("GET /v1/contacts HTTP/1.1\r\nhost: edge\r\nx-big: {big}\r\n\r\n");
     let answer =
@@ -262,7 +263,7 @@ async fn path_tricks_and_control_characters_are_404_problems() {
     }
 
     // Raw control characters and spaces in the request line never reach routing: the
-    // HTTP parser refuses them with a 400 (or drops the connection), never a 5xx.
+    // HTTP parser (pingora) refuses them with a plain 400 or lets them through encoded.
     let addr = w.edge.public;
     for target in [
         &b"/v1/contacts/con_\x01abc"[..],
@@ -274,9 +275,12 @@ async fn path_tricks_and_control_characters_are_404_problems() {
         head.extend_from_slice(b" HTTP/1.1\r\nhost: edge\r\n\r\n");
         let answer =
             tokio::task::block_in_place(|| raw_tcp(addr, &head, b"", Duration::from_secs(5)));
-        if !answer.is_empty() {
-            let s = status_of(&answer);
-            assert!((400..500).contains(&s), "{answer}");
+        // Either the parser refuses the line (400), or it percent-encodes the byte and
+        // routing finds no such id (404 problem).
+        match status_of(&answer) {
+            400 => {}
+            404 => assert_eq!(slug_of(&answer), "not-found", "{answer}"),
+            other => panic!("{other}: {answer}"),
         }
     }
     // Still serving.
