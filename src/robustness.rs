@@ -211,3 +211,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_properties_run_over_the_shipped_plan_and_fixtures() {
+    assert!(PLAN.resources.len() >= 7, "{}", PLAN.resources.len());
+    assert!(PLAN.services.len() >= 5);
+    assert!(
+        PLAN.resources
+            .values()
+            .filter(|r| r.search.is_some())
+            .count()
+            >= 5
+    );
+    assert!(SEEDS.len() >= 15, "{}", SEEDS.len());
+}
