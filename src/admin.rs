@@ -37,11 +37,6 @@ impl ServeHttp for Admin {
                 "application/json",
                 json!({"status": "starting"}).to_string().into_bytes(),
             ),
-            "/readyz" if !self.rt.ready.load(std::sync::atomic::Ordering::Acquire) => reply(
-                503,
-                "application/json",
-                json!({"status": "starting"}).to_string().into_bytes(),
-            ),
             "/readyz" => {
                 let plan = self.rt.plan.load();
                 // Without keys no token can be verified: not ready. Stale keys keep serving.
@@ -52,6 +47,9 @@ impl ServeHttp for Admin {
                     "jwks": self.rt.auth.jwks_report(),
                     "resources": plan.resources.len(),
                     "version": plan.versions.current,
+                    "circuits": self.rt.upstreams.circuits().into_iter()
+                        .map(|(n, c)| (n.to_string(), serde_json::Value::from(c.as_str())))
+                        .collect::<serde_json::Map<_, _>>(),
                     "mapping_reloads": {
                         "ok": crate::metrics::RELOADS.with_label_values(&["ok"]).get(),
                         "refused": crate::metrics::RELOADS.with_label_values(&["refused"]).get(),

@@ -455,7 +455,7 @@ impl Edge {
         }
 
         // read body, and bring an older release's request to the current shape
-        let mut body = read_json_body(session, &method).await?;
+        let mut body = read_json_body(session, &method, rt.cfg.client_body_timeout).await?;
         // A key is checked on every POST and PATCH; searches are reads, so theirs is not stored.
         let idem_key = match (
             method.as_str(),
@@ -696,8 +696,14 @@ fn replay_header(name: &str) -> Option<&'static str> {
         .find(|h| *h == name)
 }
 
-/// Reads the whole request body (bounded) and parses it as JSON when the method carries one.
-async fn read_json_body(session: &mut Session, method: &str) -> Result<Option<Value>, Problem> {
+/// Reads the whole request body (bounded in size and in time: a client that trickles it
+/// gets 400 once `deadline` has passed) and parses it as strict JSON (`crate::json`) when
+/// the method carries one.
+async fn read_json_body(
+    session: &mut Session,
+    method: &str,
+    deadline: std::time::Duration,
+) -> Result<Option<Value>, Problem> {
     let declared = session
         .req_header()
         .headers
@@ -711,8 +717,16 @@ async fn read_json_body(session: &mut Session, method: &str) -> Result<Option<Va
         ));
     }
     let mut buf = Vec::new();
+    let until = tokio::time::Instant::now() + deadline;
     loop {
-        match session.read_request_body().await {
+        let Ok(read) = tokio::time::timeout_at(until, session.read_request_body()).await else {
+            return Err(Problem::new(
+                Kind::InvalidRequest,
+                "The request body was not received in time",
+            )
+            .with_header("connection", "close"));
+        };
+        match read {
             Ok(Some(chunk)) => {
                 if buf.len() + chunk.len() > MAX_BODY {
                     return Err(Problem::new(
@@ -750,9 +764,7 @@ async fn read_json_body(session: &mut Session, method: &str) -> Result<Option<Va
             "Send the body as application/json",
         ));
     }
-    let v: Value = serde_json::from_slice(&buf)
-        .map_err(|_| Problem::new(Kind::MalformedJson, "The request body is not valid JSON"))?;
-    Ok(Some(v))
+    crate::json::parse(&buf).map(Some)
 }
 
 #[async_trait]

@@ -10,11 +10,14 @@ pub mod auth;
 pub mod config;
 pub mod diag;
 pub mod edge;
+pub mod json;
 pub mod mapping;
 pub mod metrics;
 pub mod openapi;
 pub mod policy;
 pub mod problem;
+#[cfg(test)]
+mod robustness;
 pub mod seal;
 pub mod server;
 pub mod token;

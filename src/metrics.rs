@@ -110,10 +110,28 @@ pub static MAPPING_INFO: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
 });
 
+pub static CIRCUIT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!(
+        "prospect_edge_circuit_state",
+        "Circuit breaker state per legacy service: 0 closed, 1 open, 2 half-open.",
+        &["service"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
 pub static MAPPING_LOADED: LazyLock<Gauge> = LazyLock::new(|| {
     register_gauge!(
         "prospect_edge_mapping_loaded_timestamp_seconds",
         "Unix time at which the mapping set being served was loaded."
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
+pub static UPSTREAM_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "prospect_edge_upstream_retries_total",
+        "Retries of safe upstream calls, by legacy service.",
+        &["service"]
     )
     .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
 });
@@ -166,6 +184,8 @@ pub fn init() {
     LazyLock::force(&IN_FLIGHT);
     LazyLock::force(&MAPPING_INFO);
     LazyLock::force(&MAPPING_LOADED);
+    LazyLock::force(&CIRCUIT);
+    LazyLock::force(&UPSTREAM_RETRIES);
 }
 
 /// The method label: the standard methods, anything else is `other` (labels stay bounded).

@@ -22,7 +22,12 @@ const MAX_UPSTREAM_BODY: usize = 16 * 1024 * 1024;
 struct Pool {
     cfg: Upstream,
     client: Client<HttpConnector, Full<Bytes>>,
+    breaker: Breaker,
 }
+
+/// Retries one request may spend over all its upstream calls (on top of each call's first
+/// attempt), so that a request fanning out to several calls cannot multiply an outage.
+pub const RETRY_BUDGET_PER_REQUEST: u32 = 2;
 
 /// The identity every upstream call carries; only the edge sets these headers.
 #[derive(Debug)]
@@ -38,6 +43,8 @@ pub struct Trust {
     pub reached: std::sync::atomic::AtomicU32,
     /// Time spent in upstream calls of this request, in microseconds (the access log).
     pub upstream_us: std::sync::atomic::AtomicU64,
+    /// Retries this request may still spend ([`RETRY_BUDGET_PER_REQUEST`]).
+    pub retry_budget: std::sync::atomic::AtomicU32,
 }
 
 impl Trust {
@@ -49,6 +56,7 @@ impl Trust {
             trace_flags: "01".into(),
             reached: Default::default(),
             upstream_us: Default::default(),
+            retry_budget: std::sync::atomic::AtomicU32::new(RETRY_BUDGET_PER_REQUEST),
         }
     }
 
@@ -72,6 +80,145 @@ impl Trust {
     pub fn reached(&self) -> u32 {
         self.reached.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    fn take_retry(&self) -> bool {
+        self.retry_budget
+            .fetch_update(
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+    }
+}
+
+/// A circuit breaker's phase; the number is the `prospect_edge_circuit_state` gauge value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Circuit {
+    Closed = 0,
+    Open = 1,
+    HalfOpen = 2,
+}
+
+impl Circuit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Circuit::Closed => "closed",
+            Circuit::Open => "open",
+            Circuit::HalfOpen => "half_open",
+        }
+    }
+}
+
+struct BreakerState {
+    phase: Circuit,
+    consecutive: u32,
+    /// End of the open period.
+    until: Instant,
+    /// When the half-open probe started (a probe whose request was dropped is replaced
+    /// once it is older than a whole call could take).
+    probe_started: Instant,
+}
+
+/// Per-service circuit breaker: `failures` consecutive failures (connect errors, timeouts,
+/// 5xx, broken answers) open it; while open every call is refused at once; after
+/// `open_for` one probe is let through (half-open): success closes it, failure reopens it.
+struct Breaker {
+    service: String,
+    failures: u32,
+    open_for: Duration,
+    probe_deadline: Duration,
+    state: std::sync::Mutex<BreakerState>,
+}
+
+impl Breaker {
+    fn new(cfg: &Upstream) -> Breaker {
+        let now = Instant::now();
+        crate::metrics::CIRCUIT
+            .with_label_values(&[cfg.name.as_str()])
+            .set(Circuit::Closed as i64);
+        Breaker {
+            service: cfg.name.clone(),
+            failures: cfg.breaker_failures,
+            open_for: cfg.breaker_open,
+            probe_deadline: cfg.connect_timeout + cfg.timeout,
+            state: std::sync::Mutex::new(BreakerState {
+                phase: Circuit::Closed,
+                consecutive: 0,
+                until: now,
+                probe_started: now,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, st: &mut BreakerState, phase: Circuit) {
+        if st.phase != phase {
+            tracing::warn!(service = %self.service, from = st.phase.as_str(), to = phase.as_str(), "circuit breaker");
+        }
+        st.phase = phase;
+        crate::metrics::CIRCUIT
+            .with_label_values(&[self.service.as_str()])
+            .set(phase as i64);
+    }
+
+    fn phase(&self) -> Circuit {
+        let st = self.lock();
+        if st.phase == Circuit::Open && Instant::now() >= st.until {
+            // Reported as half-open: the next call is the probe.
+            return Circuit::HalfOpen;
+        }
+        st.phase
+    }
+
+    /// Lets a call through, or refuses it with 503 and a `Retry-After` while open.
+    fn admit(&self) -> Result<(), Problem> {
+        let mut st = self.lock();
+        let now = Instant::now();
+        match st.phase {
+            Circuit::Closed => Ok(()),
+            Circuit::Open if now < st.until => Err(open_circuit(st.until - now)),
+            Circuit::Open => {
+                st.probe_started = now;
+                self.set(&mut st, Circuit::HalfOpen);
+                Ok(())
+            }
+            Circuit::HalfOpen if now.duration_since(st.probe_started) > self.probe_deadline => {
+                st.probe_started = now;
+                Ok(())
+            }
+            Circuit::HalfOpen => Err(open_circuit(self.open_for)),
+        }
+    }
+
+    fn success(&self) {
+        let mut st = self.lock();
+        st.consecutive = 0;
+        if st.phase != Circuit::Closed {
+            self.set(&mut st, Circuit::Closed);
+        }
+    }
+
+    fn failure(&self) {
+        let mut st = self.lock();
+        st.consecutive = st.consecutive.saturating_add(1);
+        if st.phase == Circuit::HalfOpen || st.consecutive >= self.failures {
+            st.until = Instant::now() + self.open_for;
+            self.set(&mut st, Circuit::Open);
+        }
+    }
+}
+
+fn open_circuit(left: Duration) -> Problem {
+    let secs = left.as_millis().div_ceil(1000).max(1);
+    Problem::new(
+        Kind::UpstreamUnavailable,
+        "A backing service is unavailable; retry later",
+    )
+    .with_header("retry-after", secs.to_string())
 }
 
 pub struct Upstreams {
@@ -83,6 +230,15 @@ pub struct Answer {
     pub status: u16,
     pub body: Bytes,
     pub elapsed: Duration,
+}
+
+/// The outcome of one attempt.
+enum Attempt {
+    Answered(Answer),
+    /// A connect failure: nothing reached the service, a safe call may be retried.
+    Refused(Problem),
+    /// Timed out, broken answer, or refused by the open circuit: never retried.
+    Failed(Problem),
 }
 
 impl Upstreams {
@@ -98,7 +254,15 @@ impl Upstreams {
                     .pool_idle_timeout(Duration::from_secs(30))
                     .pool_max_idle_per_host(cfg.pool_idle_per_host)
                     .build(conn);
-                (cfg.name.clone(), Pool { cfg, client })
+                let breaker = Breaker::new(&cfg);
+                (
+                    cfg.name.clone(),
+                    Pool {
+                        cfg,
+                        client,
+                        breaker,
+                    },
+                )
             })
             .collect();
         Upstreams { pools }
@@ -108,7 +272,18 @@ impl Upstreams {
         self.pools.get(service).map(|p| p.cfg.base.as_str())
     }
 
-    /// One HTTP call. Transport failures become the matching problem here.
+    /// Each service's circuit state, for `/readyz`.
+    pub fn circuits(&self) -> Vec<(&str, Circuit)> {
+        let mut v: Vec<(&str, Circuit)> = self
+            .pools
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.breaker.phase()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
+    /// One HTTP call; a GET is treated as safe to retry (see [`Upstreams::call_with`]).
     pub async fn call(
         &self,
         service: &str,
@@ -117,98 +292,183 @@ impl Upstreams {
         body: Option<Vec<u8>>,
         trust: &Trust,
     ) -> Result<Answer, Problem> {
+        let safe = method == Method::Get;
+        self.call_with(service, method, path_and_query, body, safe, trust)
+            .await
+    }
+
+    /// One HTTP call. Transport failures become the matching problem here. A `safe` call
+    /// (an idempotent read: GET or a search) is retried after a connect failure or a
+    /// 502/503 answer, up to the service's `retries` and the request's retry budget, with
+    /// jittered exponential backoff; writes are never retried.
+    pub async fn call_with(
+        &self,
+        service: &str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+        safe: bool,
+        trust: &Trust,
+    ) -> Result<Answer, Problem> {
         let Some(pool) = self.pools.get(service) else {
             return Err(Problem::new(
                 Kind::Internal,
                 "No upstream is configured for this operation",
             ));
         };
-        let uri = format!("{}{}", pool.cfg.base, path_and_query);
-        let mut req = http::Request::builder()
-            .method(method.as_str())
-            .uri(uri)
-            .header("host", pool.cfg.authority.as_str())
-            .header("accept", "application/json")
-            .header("x-pc-tenant", trust.tenant.to_string())
-            .header("x-pc-user", trust.user.to_string())
-            .header("x-pc-request-id", trust.request_id.as_str())
-            .header("traceparent", trust.traceparent());
-        let bytes = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                Bytes::from(b)
+        let body = body.map(Bytes::from);
+        let retries = if safe { pool.cfg.retries } else { 0 };
+        let mut attempt = 0u32;
+        loop {
+            let outcome = attempt_once(pool, method, path_and_query, body.clone(), trust).await;
+            let retryable = match &outcome {
+                Attempt::Answered(a) => matches!(a.status, 502 | 503),
+                Attempt::Refused(_) => true,
+                Attempt::Failed(_) => false,
+            };
+            if retryable && attempt < retries && trust.take_retry() {
+                let base = pool.cfg.retry_backoff.saturating_mul(1 << attempt.min(6));
+                let jittered = {
+                    use rand::Rng;
+                    let half = base / 2;
+                    half + base
+                        .saturating_sub(half)
+                        .mul_f64(rand::thread_rng().gen::<f64>())
+                };
+                tracing::debug!(
+                    service,
+                    attempt,
+                    backoff_ms = jittered.as_millis() as u64,
+                    "retrying a safe upstream call"
+                );
+                crate::metrics::UPSTREAM_RETRIES
+                    .with_label_values(&[service])
+                    .inc();
+                tokio::time::sleep(jittered).await;
+                attempt += 1;
+                continue;
             }
-            None => Bytes::new(),
-        };
-        let req = req
-            .body(Full::new(bytes))
-            .map_err(|_| Problem::new(Kind::Internal, "Could not build the upstream request"))?;
-        let started = Instant::now();
-        let errors = |kind: &str| {
-            crate::metrics::UPSTREAM_ERRORS
-                .with_label_values(&[service, kind])
-                .inc()
-        };
-        let fut = async {
-            let resp = pool.client.request(req).await.map_err(|e| {
-                if e.is_connect() {
-                    errors("unavailable");
-                    unavailable()
-                } else {
-                    errors("closed");
-                    Problem::new(
-                        Kind::UpstreamError,
-                        "A backing service closed the connection",
-                    )
-                }
-            })?;
-            let status = resp.status().as_u16();
-            let body = Limited::new(resp.into_body(), MAX_UPSTREAM_BODY)
-                .collect()
-                .await
-                .map_err(|_| {
-                    errors("incomplete");
-                    Problem::new(
-                        Kind::UpstreamError,
-                        "A backing service sent an incomplete answer",
-                    )
-                })?
-                .to_bytes();
-            Ok::<_, Problem>((status, body))
-        };
-        let outcome = tokio::time::timeout(pool.cfg.timeout, fut).await;
-        let took = started.elapsed();
-        crate::metrics::UPSTREAM_DURATION
-            .with_label_values(&[service])
-            .observe(took.as_secs_f64());
-        trust.upstream_us.fetch_add(
-            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        if matches!(outcome, Ok(Ok(_)) | Err(_)) {
-            trust
-                .reached
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return match outcome {
+                Attempt::Answered(a) => Ok(a),
+                Attempt::Refused(p) | Attempt::Failed(p) => Err(p),
+            };
         }
-        match outcome {
-            Ok(Ok((status, body))) => {
-                if status >= 500 {
-                    errors("status_5xx");
-                }
-                Ok(Answer {
-                    status,
-                    body,
-                    elapsed: started.elapsed(),
-                })
-            }
-            Ok(Err(p)) => Err(p),
-            Err(_) => {
-                errors("timeout");
-                Err(Problem::new(
-                    Kind::UpstreamTimeout,
-                    "A backing service did not answer in time",
+    }
+}
+
+async fn attempt_once(
+    pool: &Pool,
+    method: Method,
+    path_and_query: &str,
+    body: Option<Bytes>,
+    trust: &Trust,
+) -> Attempt {
+    if let Err(p) = pool.breaker.admit() {
+        return Attempt::Failed(p);
+    }
+    let uri = format!("{}{}", pool.cfg.base, path_and_query);
+    let mut req = http::Request::builder()
+        .method(method.as_str())
+        .uri(uri)
+        .header("host", pool.cfg.authority.as_str())
+        .header("accept", "application/json")
+        .header("x-pc-tenant", trust.tenant.to_string())
+        .header("x-pc-user", trust.user.to_string())
+        .header("x-pc-request-id", trust.request_id.as_str())
+        .header("traceparent", trust.traceparent());
+    let bytes = match body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            b
+        }
+        None => Bytes::new(),
+    };
+    let Ok(req) = req.body(Full::new(bytes)) else {
+        return Attempt::Failed(Problem::new(
+            Kind::Internal,
+            "Could not build the upstream request",
+        ));
+    };
+    let started = Instant::now();
+    let fut = async {
+        let resp = pool.client.request(req).await.map_err(|e| {
+            if e.is_connect() {
+                None
+            } else {
+                Some(Problem::new(
+                    Kind::UpstreamError,
+                    "A backing service closed the connection",
                 ))
             }
+        })?;
+        let status = resp.status().as_u16();
+        let body = Limited::new(resp.into_body(), MAX_UPSTREAM_BODY)
+            .collect()
+            .await
+            .map_err(|_| {
+                Some(Problem::new(
+                    Kind::UpstreamError,
+                    "A backing service sent an incomplete answer",
+                ))
+            })?
+            .to_bytes();
+        Ok::<_, Option<Problem>>((status, body))
+    };
+    let outcome = tokio::time::timeout(pool.cfg.timeout, fut).await;
+    let service = pool.cfg.name.as_str();
+    let took = started.elapsed();
+    crate::metrics::UPSTREAM_DURATION
+        .with_label_values(&[service])
+        .observe(took.as_secs_f64());
+    trust.upstream_us.fetch_add(
+        u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let errors = |kind: &str| {
+        crate::metrics::UPSTREAM_ERRORS
+            .with_label_values(&[service, kind])
+            .inc()
+    };
+    match &outcome {
+        Ok(Ok((status, _))) if *status >= 500 => errors("status_5xx"),
+        Ok(Ok(_)) => {}
+        Ok(Err(None)) => errors("unavailable"),
+        Ok(Err(Some(p))) if p.detail.contains("incomplete") => errors("incomplete"),
+        Ok(Err(Some(_))) => errors("closed"),
+        Err(_) => errors("timeout"),
+    }
+    if matches!(outcome, Ok(Ok(_)) | Err(_)) {
+        trust
+            .reached
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    match outcome {
+        Ok(Ok((status, body))) => {
+            if status >= 500 {
+                pool.breaker.failure();
+            } else {
+                pool.breaker.success();
+            }
+            Attempt::Answered(Answer {
+                status,
+                body,
+                elapsed: started.elapsed(),
+            })
+        }
+        Ok(Err(None)) => {
+            pool.breaker.failure();
+            Attempt::Refused(unavailable())
+        }
+        Ok(Err(Some(p))) => {
+            pool.breaker.failure();
+            Attempt::Failed(p)
+        }
+        Err(_) => {
+            pool.breaker.failure();
+            Attempt::Failed(Problem::new(
+                Kind::UpstreamTimeout,
+                "A backing service did not answer in time",
+            ))
         }
     }
 }

@@ -29,6 +29,12 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub pool_idle_per_host: usize,
+    /// Extra attempts of a safe call (GET, search) after a connect failure or a 502/503.
+    pub retries: u32,
+    pub retry_backoff: Duration,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    pub breaker_open: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +137,8 @@ pub struct EdgeConfig {
     pub idempotency: Option<Idempotency>,
     pub cors: Option<Cors>,
     pub introspection: Option<Introspection>,
+    /// Deadline for receiving a whole request body (slow clients).
+    pub client_body_timeout: Duration,
 }
 
 fn addr(path: &Path, v: &Spanned<String>, what: &str, d: &mut Diags) -> Option<SocketAddr> {
@@ -266,6 +274,32 @@ fn upstream(path: &Path, name: &str, raw: &raw::RawUpstream, d: &mut Diags) -> O
     };
     let connect_timeout = ms(&raw.connect_timeout_ms, 1_000, "connect_timeout_ms", d);
     let timeout = ms(&raw.timeout_ms, 10_000, "timeout_ms", d);
+    let retry_backoff = ms(&raw.retry_backoff_ms, 50, "retry_backoff_ms", d);
+    let breaker_open = ms(&raw.breaker_open_ms, 5_000, "breaker_open_ms", d);
+    let count = |v: &Option<Spanned<u32>>,
+                 default: u32,
+                 range: std::ops::RangeInclusive<u32>,
+                 what: &str,
+                 d: &mut Diags| {
+        let n = v.as_ref().map(|s| **s).unwrap_or(default);
+        if !range.contains(&n) {
+            if let Some(s) = v {
+                d.at(
+                    path,
+                    s.span(),
+                    format!(
+                        "upstreams.{name}.{what} must be {}..={}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+            }
+            return None;
+        }
+        Some(n)
+    };
+    let retries = count(&raw.retries, 1, 0..=5, "retries", d);
+    let breaker_failures = count(&raw.breaker_failures, 5, 1..=10_000, "breaker_failures", d);
     Some(Upstream {
         name: name.to_string(),
         base: url.to_string(),
@@ -273,6 +307,10 @@ fn upstream(path: &Path, name: &str, raw: &raw::RawUpstream, d: &mut Diags) -> O
         connect_timeout: connect_timeout?,
         timeout: timeout?,
         pool_idle_per_host: raw.pool_idle_per_host.as_ref().map(|s| **s).unwrap_or(64),
+        retries: retries?,
+        retry_backoff: retry_backoff?,
+        breaker_failures: breaker_failures?,
+        breaker_open: breaker_open?,
     })
 }
 
@@ -614,6 +652,12 @@ impl EdgeConfig {
                     .unwrap_or(30),
             ),
             introspection,
+            client_body_timeout: Duration::from_millis(
+                raw.client_body_timeout_ms
+                    .as_ref()
+                    .map(|s| (**s).clamp(1, 300_000))
+                    .unwrap_or(10_000),
+            ),
         })
     }
 }

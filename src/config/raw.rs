@@ -36,6 +36,9 @@ pub struct RawEdge {
     /// RFC 7662 introspection of opaque (non-JWT) access tokens; absent: JWTs only.
     #[serde(default)]
     pub introspection: Option<RawIntrospection>,
+    /// Deadline for receiving a whole request body (slow clients): default 10000.
+    #[serde(default)]
+    pub client_body_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +135,18 @@ pub struct RawUpstream {
     pub timeout_ms: Option<Spanned<u64>>,
     #[serde(default)]
     pub pool_idle_per_host: Option<Spanned<usize>>,
+    /// Extra attempts of a safe call (GET, search) after a connect failure or a 502/503.
+    #[serde(default)]
+    pub retries: Option<Spanned<u32>>,
+    /// Base of the jittered exponential backoff between attempts.
+    #[serde(default)]
+    pub retry_backoff_ms: Option<Spanned<u64>>,
+    /// Consecutive failures (connect errors, timeouts, 5xx) that open the circuit.
+    #[serde(default)]
+    pub breaker_failures: Option<Spanned<u32>>,
+    /// How long an open circuit refuses calls before one half-open probe.
+    #[serde(default)]
+    pub breaker_open_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

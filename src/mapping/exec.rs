@@ -100,7 +100,10 @@ impl Exec<'_> {
         record: &Map<String, Value>,
         extra_query: &[(String, Value)],
     ) -> Result<Value, Problem> {
-        let answer = self.raw_call(call, id, record, extra_query, None).await?;
+        let safe = call.method == Method::Get;
+        let answer = self
+            .raw_call(call, id, record, extra_query, None, safe)
+            .await?;
         upstream::interpret(self.service()?, Some(self.res), &answer)
     }
 
@@ -111,6 +114,7 @@ impl Exec<'_> {
         record: &Map<String, Value>,
         extra_query: &[(String, Value)],
         body_override: Option<Value>,
+        safe: bool,
     ) -> Result<upstream::Answer, Problem> {
         let mut path = match id {
             Some(id) => call.path.replace("{id}", &enc(&id.to_text())),
@@ -137,7 +141,14 @@ impl Exec<'_> {
         };
         let body = body.map(|b| serde_json::to_vec(&b).unwrap_or_default());
         self.upstreams
-            .call(&self.res.service, call.method, &path, body, self.trust)
+            .call_with(
+                &self.res.service,
+                call.method,
+                &path,
+                body,
+                safe,
+                self.trust,
+            )
             .await
     }
 
@@ -270,7 +281,7 @@ impl Exec<'_> {
                 None => Value::Object(full.clone()),
             };
             let answer = self
-                .raw_call(&upd.call, Some(id), &full, &[], Some(body))
+                .raw_call(&upd.call, Some(id), &full, &[], Some(body), false)
                 .await?;
             if error_code(svc, &answer).as_deref() == Some(conflict_code) {
                 continue;
@@ -533,6 +544,8 @@ impl Exec<'_> {
                 &Map::new(),
                 &query,
                 body.or(Some(Value::Null)).filter(|b| !b.is_null()),
+                // A search reads, whatever its method: safe to retry.
+                true,
             )
             .await?;
         let payload = upstream::interpret(self.service()?, Some(self.res), &answer)?;

@@ -56,11 +56,13 @@ fn upstream_millis(fmt: TimeFormat, v: &Value) -> Option<i64> {
             let s = v.as_str()?;
             let inner = s.strip_prefix("/Date(")?.strip_suffix(")/")?;
             // ASP.NET may append a zone offset (`+0000`); the instant is the leading number.
-            let end = inner[1..]
-                .find(['+', '-'])
-                .map(|i| i + 1)
-                .unwrap_or(inner.len());
-            inner[..end].parse().ok()
+            // (Found by fuzzing: never slice by byte offset into upstream text.)
+            let end = inner
+                .char_indices()
+                .skip(1)
+                .find(|(_, c)| matches!(c, '+' | '-'))
+                .map_or(inner.len(), |(i, _)| i);
+            inner.get(..end)?.parse().ok()
         }
         TimeFormat::SqlUtc => {
             let t = NaiveDateTime::parse_from_str(v.as_str()?, "%Y-%m-%d %H:%M:%S").ok()?;
@@ -722,6 +724,37 @@ mod tests {
         assert_eq!(
             out,
             serde_json::json!({"taskId": 9, "engagement": {"type": "NOTE", "ownerId": 5}})
+        );
+    }
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::*;
+
+    /// `fuzz/artifacts/request_transform/crash-15872518…`: a multi-byte character right
+    /// after `/Date(` (and an empty `/Date()/`) panicked on a byte slice.
+    #[test]
+    fn aspnet_dates_with_odd_text_do_not_panic() {
+        for s in [
+            "/Date(\u{3df}3589U80)/",
+            "/Date()/",
+            "/Date(ϟ)/",
+            "/Date(-5)/",
+            "/Date(12+0000)/",
+        ] {
+            let _ = upstream_millis(TimeFormat::AspNet, &Value::from(s));
+        }
+        assert_eq!(
+            upstream_millis(
+                TimeFormat::AspNet,
+                &Value::from("/Date(1735812000000+0000)/")
+            ),
+            Some(1_735_812_000_000)
+        );
+        assert_eq!(
+            upstream_millis(TimeFormat::AspNet, &Value::from("/Date(-5)/")),
+            Some(-5)
         );
     }
 }

@@ -3,8 +3,10 @@
 
 mod activities;
 mod auth;
+mod faults;
 mod golden;
 mod harness;
+mod hostile;
 mod openapi;
 mod ops;
 mod policies;

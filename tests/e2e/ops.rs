@@ -62,7 +62,16 @@ async fn known_traffic_gives_exact_counters() {
     assert_eq!(w.raw("GET", &path, &with_token, None).await.status, 502);
     w.sim.state().fail_service("crm-core", false);
 
-    let m = scrape(&w).await;
+    // The access log and its counters are written after the answer: wait for the last one.
+    let last = r#"prospect_edge_requests_total{method="GET",route="get",status_class="5xx"}"#;
+    let mut m = scrape(&w).await;
+    for _ in 0..200 {
+        if sample(&m, last).is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        m = scrape(&w).await;
+    }
     let expect = |series: &str, v: f64| {
         assert_eq!(sample(&m, series), Some(v), "{series}\n{m}");
     };

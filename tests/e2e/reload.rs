@@ -64,7 +64,16 @@ async fn a_new_field_is_served_after_sighup_and_a_broken_set_is_refused() {
     let still = w.call(1, 101, "GET", &path, None).await;
     assert_eq!(still.status, 200);
     assert_eq!(still.json()["data"]["role"], "Chief Analyst");
-    let metrics = String::from_utf8_lossy(&w.admin("/metrics").await.body).to_string();
+    // Request counters are written after each answer: wait until the last one shows.
+    let third = r#"prospect_edge_requests_total{method="GET",route="get",status_class="2xx"} 3"#;
+    let mut metrics = String::new();
+    for _ in 0..200 {
+        metrics = String::from_utf8_lossy(&w.admin("/metrics").await.body).to_string();
+        if metrics.contains(third) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(
         metrics.contains(r#"prospect_edge_mapping_reloads_total{outcome="refused"} 1"#),
         "{metrics}"
