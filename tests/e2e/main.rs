@@ -13,4 +13,5 @@ mod policies;
 mod reload;
 mod resources;
 mod spine;
+mod sweep;
 mod versions;
