@@ -450,20 +450,22 @@ impl Gen<'_> {
     }
 
     /// Fields that sort, with the directions each accepts (mirrors `search::parse_sort`).
+    /// `default_name` is the default sort field's name: the fields of an older release may
+    /// sit at other positions than the plan's, so indices do not carry over.
     pub(super) fn sortable<'f>(
         fields: &'f [Field],
         search: &Search,
+        default_name: &str,
     ) -> Vec<(&'f Field, Vec<&'static str>)> {
-        let (default_idx, default_desc) = search.default_sort;
+        let default_desc = search.default_sort.1;
         fields
             .iter()
-            .enumerate()
-            .filter_map(|(i, f)| match search.sort {
-                SortStyle::Fixed if i == default_idx => {
+            .filter_map(|f| match search.sort {
+                SortStyle::Fixed if f.name == default_name => {
                     Some((f, vec![if default_desc { "desc" } else { "asc" }]))
                 }
                 SortStyle::Fixed => None,
-                SortStyle::Local if f.sort.is_some() || i == default_idx => {
+                SortStyle::Local if f.sort.is_some() || f.name == default_name => {
                     Some((f, vec!["asc", "desc"]))
                 }
                 SortStyle::Local => None,
@@ -480,12 +482,13 @@ impl Gen<'_> {
             .filter(|f| !f.filters.is_empty())
             .flat_map(|f| self.filter_variants(f))
             .collect();
-        let sortable = Self::sortable(&fields, search);
         let (default_idx, default_desc) = search.default_sort;
-        let default_field = fields
+        let default_field = res
+            .fields
             .get(default_idx)
             .map(|f| f.name.as_str())
             .unwrap_or("");
+        let sortable = Self::sortable(&fields, search, default_field);
         let default_dir = if default_desc { "desc" } else { "asc" };
 
         let filter_note: Vec<String> = fields
