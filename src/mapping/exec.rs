@@ -355,21 +355,7 @@ impl Exec<'_> {
             return self.search_merged(q, now).await;
         }
         let mut pos = Pos::Offset(0);
-        if let Some(c) = &q.cursor {
-            let raw = self
-                .sealer
-                .open_cursor(&self.binding(), now, CURSOR_MAX_AGE_S, c)
-                .ok_or_else(search::invalid_cursor)?;
-            let state: Value =
-                serde_json::from_slice(&raw).map_err(|_| search::invalid_cursor())?;
-            let canonical = state.get("q").cloned().unwrap_or(Value::Null);
-            let (filters, sort) =
-                Query::restore(self.res, &canonical).ok_or_else(search::invalid_cursor)?;
-            if (q.sent_filters && filters != q.filters) || (q.sent_sort && sort != q.sort) {
-                return Err(search::invalid_cursor());
-            }
-            q.filters = filters;
-            q.sort = sort;
+        if let Some(state) = self.open_cursor(&mut q, now)? {
             pos = match state.get("p") {
                 Some(Value::Number(n)) => {
                     Pos::Offset(n.as_u64().ok_or_else(search::invalid_cursor)?)
@@ -607,16 +593,32 @@ impl Exec<'_> {
 
     /// A search over every source, merged newest first by the merge field. The cursor keeps,
     /// per source, the upstream page it is in and how many of that page's records were used.
+    /// Opens the query's cursor (once), restores the filters and sort it was made for and
+    /// checks those the client sent again; returns the cursor's state, if there is one.
+    fn open_cursor(&self, q: &mut Query, now: i64) -> Result<Option<Value>, Problem> {
+        let Some(c) = &q.cursor else {
+            return Ok(None);
+        };
+        let raw = self
+            .sealer
+            .open_cursor(&self.binding(), now, CURSOR_MAX_AGE_S, c)
+            .ok_or_else(search::invalid_cursor)?;
+        let state: Value = serde_json::from_slice(&raw).map_err(|_| search::invalid_cursor())?;
+        let (filters, sort) =
+            Query::restore(self.res, &state["q"]).ok_or_else(search::invalid_cursor)?;
+        if (q.sent_filters && filters != q.filters) || (q.sent_sort && sort != q.sort) {
+            return Err(search::invalid_cursor());
+        }
+        q.filters = filters;
+        q.sort = sort;
+        Ok(Some(state))
+    }
+
     async fn search_merged(&self, q: Query, now: i64) -> Result<Done, Problem> {
-        let sort_name = self.res.fields[q.sort.0].name.clone();
-        let mut states: Vec<SourcePos> = match &q.cursor {
-            Some(c) => {
-                let raw = self
-                    .sealer
-                    .open_cursor(&self.binding(), now, CURSOR_MAX_AGE_S, c)
-                    .ok_or_else(search::invalid_cursor)?;
-                let state: Value =
-                    serde_json::from_slice(&raw).map_err(|_| search::invalid_cursor())?;
+        let mut q = q;
+        let mut states: Vec<SourcePos> = match self.open_cursor(&mut q, now)? {
+            Some(state) => {
+                q.limit = state["l"].as_u64().map(|l| l as u32).unwrap_or(q.limit);
                 state
                     .get("s")
                     .and_then(Value::as_array)
@@ -634,23 +636,7 @@ impl Exec<'_> {
                 .map(|_| SourcePos::start())
                 .collect(),
         };
-        let mut q = q;
-        if let Some(c) = &q.cursor {
-            let raw = self
-                .sealer
-                .open_cursor(&self.binding(), now, CURSOR_MAX_AGE_S, c);
-            let state: Value = raw
-                .and_then(|r| serde_json::from_slice(&r).ok())
-                .unwrap_or(Value::Null);
-            let (filters, sort) =
-                Query::restore(self.res, &state["q"]).ok_or_else(search::invalid_cursor)?;
-            if (q.sent_filters && filters != q.filters) || (q.sent_sort && sort != q.sort) {
-                return Err(search::invalid_cursor());
-            }
-            q.filters = filters;
-            q.sort = sort;
-            q.limit = state["l"].as_u64().map(|l| l as u32).unwrap_or(q.limit);
-        }
+        let sort_name = self.res.fields[q.sort.0].name.clone();
         // Values are checked against the public schema (every source's together) first, so
         // a bad one is a 400 and not an empty page.
         search::translate(self.res, &self.ctx(), &q.filters)?;
