@@ -80,7 +80,9 @@ fn bench(c: &mut Criterion) {
         }],
         None,
         Duration::from_secs(30),
-    );
+        None,
+    )
+    .expect("auth");
     assert_eq!(rt.block_on(auth.refresh_all()), 1);
 
     let mut g = c.benchmark_group("auth");

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 CONF="conf/edge.yaml"
 if [ "${1:-}" = "-c" ] && [ -n "${2:-}" ]; then CONF="$2"; fi
 OUT="target/openapi"
+[ "$CONF" = "conf/edge.yaml" ] && scripts/dev-cert.sh  # its tls: section needs a certificate
 . scripts/python-env.sh
 
 start=$(date +%s)

@@ -17,6 +17,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
@@ -132,7 +133,7 @@ pub struct JwksReport {
 pub struct Auth {
     issuers: Vec<Arc<IssuerState>>,
     introspection: Option<Introspection>,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     tokens: moka::future::Cache<[u8; 32], Arc<Resolved>>,
     permissions: moka::future::Cache<(u32, u64), Arc<Vec<String>>>,
 }
@@ -299,12 +300,21 @@ impl Auth {
         issuers: &[Issuer],
         introspection: Option<Introspection>,
         permissions_ttl: Duration,
-    ) -> Auth {
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Auth, crate::tls::TlsError> {
         let mut conn = HttpConnector::new();
         conn.set_connect_timeout(Some(Duration::from_secs(2)));
         conn.set_nodelay(true);
+        conn.enforce_http(false);
+        // JWKS and introspection URLs may be https (the system's CAs plus `auth_ca_file`)
+        // or, on a private network or in tests, plain http.
+        let conn = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(crate::tls::client_config(ca_file)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(conn);
         let started = Instant::now();
-        Auth {
+        Ok(Auth {
             issuers: issuers
                 .iter()
                 .map(|c| {
@@ -335,7 +345,7 @@ impl Auth {
                 .max_capacity(CACHE_CAPACITY)
                 .time_to_live(permissions_ttl.min(Duration::from_secs(60)))
                 .build(),
-        }
+        })
     }
 
     /// Fetches every issuer's JWKS; returns how many issuers have keys.
@@ -879,7 +889,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_introspection_an_opaque_token_is_refused_before_any_call() {
-        let auth = Auth::new(&[], None, Duration::from_secs(1));
+        let auth = Auth::new(&[], None, Duration::from_secs(1), None).expect("auth");
         let e = auth
             .authenticate(&[b"Bearer opaque-token-123"])
             .await

@@ -45,22 +45,35 @@ pub struct Runtime {
     /// clients reconnect (to the new process) instead of reusing a connection pingora is
     /// about to drop while idle.
     pub draining: std::sync::atomic::AtomicBool,
+    /// The public TLS listener's certificate, swapped on reload.
+    pub certs: Option<Arc<crate::tls::CertStore>>,
 }
 
 impl Runtime {
-    pub fn new(cfg: EdgeConfig, plan: Plan) -> Runtime {
+    /// Builds the runtime; fails only if the TLS certificate changed on disk since `check`
+    /// and no longer loads.
+    pub fn new(cfg: EdgeConfig, plan: Plan) -> Result<Runtime, crate::tls::TlsError> {
         let shared = cfg
             .redis
             .clone()
             .map(|r| Arc::new(crate::policy::Shared::new(r)));
-        Runtime {
+        let certs = match &cfg.tls {
+            Some(t) => Some(Arc::new(crate::tls::CertStore::load(
+                &t.cert_file,
+                &t.key_file,
+            )?)),
+            None => None,
+        };
+        Ok(Runtime {
+            certs,
             sealer: Sealer::new(&cfg.id_secret.0, &cfg.cursor_secret.0),
             upstreams: Upstreams::new(cfg.upstreams.values().cloned()),
             auth: Auth::new(
                 &cfg.issuers,
                 cfg.introspection.clone(),
                 cfg.permissions_cache,
-            ),
+                cfg.auth_ca_file.as_deref(),
+            )?,
             ready: std::sync::atomic::AtomicBool::new(false),
             draining: std::sync::atomic::AtomicBool::new(false),
             rate_limiter: cfg
@@ -76,7 +89,20 @@ impl Runtime {
                 ArcSwap::from_pointee(plan)
             },
             cfg,
-        }
+        })
+    }
+
+    /// Re-reads the TLS certificate and key (`Ok(false)`: no TLS listener). On error the
+    /// certificate being served stays.
+    pub fn reload_certificate(&self) -> Result<bool, crate::tls::TlsError> {
+        let Some(certs) = &self.certs else {
+            return Ok(false);
+        };
+        let outcome = certs.reload();
+        crate::metrics::TLS_RELOADS
+            .with_label_values(&[if outcome.is_ok() { "ok" } else { "refused" }])
+            .inc();
+        outcome.map(|()| true)
     }
 
     /// Re-reads and recompiles the mappings; an invalid set is refused and the old plan stays.

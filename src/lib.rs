@@ -20,5 +20,6 @@ pub mod problem;
 mod robustness;
 pub mod seal;
 pub mod server;
+pub mod tls;
 pub mod token;
 pub mod upstream;

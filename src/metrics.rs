@@ -37,6 +37,15 @@ pub static RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
 });
 
+pub static TLS_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "prospect_edge_tls_certificate_reloads_total",
+        "Reloads of the public TLS listener's certificate, by outcome (ok or refused).",
+        &["outcome"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
 pub static RATE_LIMIT: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "prospect_edge_rate_limit_decisions_total",

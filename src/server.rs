@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{ExecutionPhase, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -104,10 +105,17 @@ impl BackgroundService for Background {
             .store(true, std::sync::atomic::Ordering::Release);
         loop {
             tokio::select! {
-                Some(()) = next_hup(&mut hup) => match self.rt.reload() {
-                    Ok(n) => tracing::info!(resources = n, "mappings reloaded"),
-                    Err(d) => tracing::error!(errors = %d.render(), "mapping reload refused; the previous mappings keep serving"),
-                },
+                Some(()) = next_hup(&mut hup) => {
+                    match self.rt.reload() {
+                        Ok(n) => tracing::info!(resources = n, "mappings reloaded"),
+                        Err(d) => tracing::error!(errors = %d.render(), "mapping reload refused; the previous mappings keep serving"),
+                    }
+                    match self.rt.reload_certificate() {
+                        Ok(true) => tracing::info!("TLS certificate reloaded"),
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(error = %e, "TLS certificate reload refused; the previous certificate keeps serving"),
+                    }
+                }
                 _ = tokio::time::sleep(self.rt.auth.next_refresh_in()) => {
                     self.rt.auth.refresh_due().await;
                 }
@@ -145,6 +153,9 @@ async fn watch_draining(
 pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std::io::Result<()> {
     cfg.listen = concrete(cfg.listen)?;
     cfg.admin = concrete(cfg.admin)?;
+    if let Some(t) = cfg.tls.as_mut() {
+        t.listen = concrete(t.listen)?;
+    }
     let conf = ServerConf {
         threads: cfg.threads,
         grace_period_seconds: Some(cfg.grace_period.as_secs()),
@@ -169,20 +180,30 @@ pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
     let (listen, admin_addr) = (cfg.listen, cfg.admin);
-    let rt = Arc::new(Runtime::new(cfg, plan));
+    let rt = Arc::new(Runtime::new(cfg, plan).map_err(|e| std::io::Error::other(e.to_string()))?);
     let mut public = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         Edge { rt: rt.clone() },
         "public",
     );
     public.add_tcp(&listen.to_string());
+    let mut tls_note = String::new();
+    if let (Some(t), Some(certs)) = (&rt.cfg.tls, &rt.certs) {
+        // The resolver hands out whatever certificate the last (re)load installed.
+        let mut settings =
+            TlsSettings::intermediate("", "").map_err(|e| std::io::Error::other(e.to_string()))?;
+        settings.set_cert_resolver(certs.clone());
+        settings.enable_h2();
+        public.add_tls_with_settings(&t.listen.to_string(), None, settings);
+        tls_note = format!(" tls=https://{}", t.listen);
+    }
     let mut admin = Service::new("admin".to_string(), Admin { rt: rt.clone() });
     admin.add_tcp(&admin_addr.to_string());
     server.add_service(public);
     server.add_service(admin);
     let phases = std::sync::Mutex::new(Some(server.watch_execution_phase()));
     server.add_service(background_service("background", Background { rt, phases }));
-    println!("prospect-edge listening public=http://{listen} admin=http://{admin_addr}");
+    println!("prospect-edge listening public=http://{listen} admin=http://{admin_addr}{tls_note}");
     server.run(pingora::server::RunArgs::default());
     // Give pingora's runtimes a moment to wind down their last connections.
     std::thread::sleep(Duration::from_millis(10));

@@ -139,6 +139,55 @@ pub struct EdgeConfig {
     pub introspection: Option<Introspection>,
     /// Deadline for receiving a whole request body (slow clients).
     pub client_body_timeout: Duration,
+    /// The public TLS listener, if any (its certificate was loaded once by `check`).
+    pub tls: Option<Tls>,
+    /// Extra CAs trusted for the issuers' JWKS and introspection over HTTPS.
+    pub auth_ca_file: Option<PathBuf>,
+}
+
+/// The public TLS listener: certificate and key files, re-read on reload.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub listen: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+fn tls(path: &Path, raw: &raw::RawTls, d: &mut Diags) -> Option<Tls> {
+    let listen = addr(path, &raw.listen, "tls.listen", d);
+    let cert_file = resolve(path, raw.cert_file.as_str());
+    let key_file = resolve(path, raw.key_file.as_str());
+    // The files are loaded now, so that `check` (systemd's ExecStartPre) catches a missing
+    // or mismatched certificate before the listener would.
+    if let Err(e) = crate::tls::load_certified_key(&cert_file, &key_file) {
+        let span = match e {
+            crate::tls::TlsError::Read { ref path, .. }
+            | crate::tls::TlsError::NoCertificate { ref path }
+                if Path::new(path) == cert_file =>
+            {
+                raw.cert_file.span()
+            }
+            _ => raw.key_file.span(),
+        };
+        d.at(path, span, format!("tls: {e}"));
+        return None;
+    }
+    Some(Tls {
+        listen: listen?,
+        cert_file,
+        key_file,
+    })
+}
+
+fn auth_ca_file(path: &Path, raw: &Spanned<String>, d: &mut Diags) -> Option<PathBuf> {
+    let file = resolve(path, raw.as_str());
+    match crate::tls::client_config(Some(&file)) {
+        Ok(_) => Some(file),
+        Err(e) => {
+            d.at(path, raw.span(), format!("auth_ca_file: {e}"));
+            None
+        }
+    }
 }
 
 fn addr(path: &Path, v: &Spanned<String>, what: &str, d: &mut Diags) -> Option<SocketAddr> {
@@ -588,6 +637,8 @@ impl EdgeConfig {
                 format!("mappings: `{}` is not a directory", mappings_dir.display()),
             );
         }
+        let tls = raw.tls.as_ref().map(|t| tls(path, t, d));
+        let auth_ca = raw.auth_ca_file.as_ref().map(|f| auth_ca_file(path, f, d));
         let problem_type_base = raw
             .problem_type_base
             .as_ref()
@@ -658,6 +709,8 @@ impl EdgeConfig {
                     .map(|s| (**s).clamp(1, 300_000))
                     .unwrap_or(10_000),
             ),
+            tls: tls.map(|t| t.ok_or(())).transpose().ok()?,
+            auth_ca_file: auth_ca.map(|f| f.ok_or(())).transpose().ok()?,
         })
     }
 }
@@ -685,6 +738,65 @@ mod tests {
     }
 
     const ISSUER: &str = "  - issuer: https://issuer.example\n    jwks_url: http://127.0.0.1:1/jwks\n    audience: https://api.example\n";
+
+    #[test]
+    fn tls_files_are_loaded_by_check_and_every_problem_is_reported_where_it_is() {
+        let dir = std::env::temp_dir().join(format!("pe-tls-check-{:x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).ok();
+        let tls = |cert: &str, key: &str| {
+            format!(
+                "tls:\n  listen: 127.0.0.1:0\n  cert_file: {}\n  key_file: {}\n",
+                dir.join(cert).display(),
+                dir.join(key).display()
+            )
+        };
+        let errors = |extra: &str| match load_with(ISSUER, extra) {
+            Ok(_) => String::from("ok"),
+            Err(d) => d.render(),
+        };
+        // Missing certificate file: reported on the cert_file line.
+        let e = errors(&tls("missing.crt", "missing.key"));
+        assert!(
+            e.contains("tls: cannot read") && e.contains("missing.crt"),
+            "{e}"
+        );
+        // A file that is not PEM, then a key that is not a key.
+        std::fs::write(dir.join("junk.pem"), "hello").ok();
+        let e = errors(&tls("junk.pem", "junk.pem"));
+        assert!(e.contains("holds no PEM certificate"), "{e}");
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let other = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let cert = params.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.join("edge.crt"), cert.pem()).ok();
+        std::fs::write(dir.join("edge.key"), key.serialize_pem()).ok();
+        std::fs::write(dir.join("other.key"), other.serialize_pem()).ok();
+        let e = errors(&tls("edge.crt", "junk.pem"));
+        assert!(e.contains("holds no PEM private key"), "{e}");
+        let e = errors(&tls("edge.crt", "other.key"));
+        assert!(e.contains("does not match the certificate"), "{e}");
+        // The right pair compiles; so does an auth_ca_file with a CA in it.
+        let cfg = load_with(
+            ISSUER,
+            &format!(
+                "{}auth_ca_file: {}\n",
+                tls("edge.crt", "edge.key"),
+                dir.join("edge.crt").display()
+            ),
+        );
+        assert!(matches!(&cfg, Ok(c) if c.tls.is_some() && c.auth_ca_file.is_some()));
+        let e = errors(&format!(
+            "auth_ca_file: {}\n",
+            dir.join("junk.pem").display()
+        ));
+        assert!(
+            e.contains("auth_ca_file:") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn introspection_is_optional_and_compiled() {

@@ -39,6 +39,24 @@ pub struct RawEdge {
     /// Deadline for receiving a whole request body (slow clients): default 10000.
     #[serde(default)]
     pub client_body_timeout_ms: Option<Spanned<u64>>,
+    /// A second public listener speaking TLS (the edge hostname served directly).
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+    /// Extra CA certificates (PEM) trusted for HTTPS calls to the issuers' JWKS and the
+    /// introspection endpoint, on top of the system's store. Relative to this file.
+    #[serde(default)]
+    pub auth_ca_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// e.g. `0.0.0.0:443`.
+    pub listen: Spanned<String>,
+    /// PEM certificate chain, leaf first. Relative to this file.
+    pub cert_file: Spanned<String>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1). Relative to this file.
+    pub key_file: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -31,6 +31,8 @@ pub struct Edge {
     child: Child,
     pub public: SocketAddr,
     pub admin: SocketAddr,
+    /// The public TLS listener, when the config has one.
+    pub tls: Option<SocketAddr>,
     pub dir: tempdir::Dir,
 }
 
@@ -149,7 +151,10 @@ pub fn spawn_edge(dir: tempdir::Dir, config: &str) -> Edge {
     let field = |k: &str| -> Option<SocketAddr> {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(k))
-            .and_then(|u| u.strip_prefix("http://"))
+            .and_then(|u| {
+                u.strip_prefix("http://")
+                    .or_else(|| u.strip_prefix("https://"))
+            })
             .and_then(|a| a.parse().ok())
     };
     if let (Some(public), Some(admin)) = (field("public="), field("admin=")) {
@@ -160,6 +165,7 @@ pub fn spawn_edge(dir: tempdir::Dir, config: &str) -> Edge {
                     child,
                     public,
                     admin,
+                    tls: field("tls="),
                     dir,
                 };
             }

@@ -14,4 +14,5 @@ mod reload;
 mod resources;
 mod spine;
 mod sweep;
+mod tls;
 mod versions;
