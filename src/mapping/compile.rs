@@ -45,9 +45,11 @@ pub fn load_dir(dir: &Path, ctx: &Context) -> Result<Plan, Diags> {
         }
     }
     let mut versions = None;
+    let mut raw_versions = None;
     if let Some(node) = diag::load(&versions_path, &mut d) {
         if let Some(raw) = diag::de::<RawVersions>(&versions_path, &node, &mut d) {
             versions = compile_versions(&versions_path, &raw, &mut d);
+            raw_versions = Some(raw);
         }
     }
     let mut resources = IndexMap::new();
@@ -123,6 +125,9 @@ pub fn load_dir(dir: &Path, ctx: &Context) -> Result<Plan, Diags> {
     }
     check_refs(&resources, &prefixes, &mut d, dir);
     resolve_changes(&mut resources, &mut d, dir);
+    if let Some(raw) = &raw_versions {
+        super::versions_check::check(&versions_path, raw, &resources, &mut d);
+    }
     match versions {
         Some(versions) if d.is_empty() => Ok(Plan {
             resources,

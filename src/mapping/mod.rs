@@ -8,6 +8,7 @@ pub mod raw;
 pub mod search;
 pub mod transform;
 pub mod versions;
+mod versions_check;
 
 pub use compile::{load_dir, Context};
 pub use model::Plan;
