@@ -46,6 +46,15 @@ pub static TLS_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
 });
 
+pub static TLS_HANDSHAKES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "prospect_edge_tls_handshakes_total",
+        "TLS handshakes on the public TLS listener, by outcome (ok, failed, timeout).",
+        &["outcome"]
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
 pub static RATE_LIMIT: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "prospect_edge_rate_limit_decisions_total",

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{ExecutionPhase, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -18,6 +17,9 @@ use crate::config::EdgeConfig;
 use crate::diag::Diags;
 use crate::edge::{Edge, Runtime};
 use crate::mapping;
+
+/// How long a client gets to complete its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Flags passed through to pingora (systemd uses them for upgrades and daemons).
 #[derive(Debug, Clone, Default)]
@@ -187,19 +189,36 @@ pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std
         "public",
     );
     public.add_tcp(&listen.to_string());
-    let mut tls_note = String::new();
+    let mut public_tls = None;
     if let (Some(t), Some(certs)) = (&rt.cfg.tls, &rt.certs) {
-        // The resolver hands out whatever certificate the last (re)load installed.
-        let mut settings =
-            TlsSettings::intermediate("", "").map_err(|e| std::io::Error::other(e.to_string()))?;
-        settings.set_cert_resolver(certs.clone());
-        settings.enable_h2();
-        public.add_tls_with_settings(&t.listen.to_string(), None, settings);
-        tls_note = format!(" tls=https://{}", t.listen);
+        // A plain TCP listener whose connections the edge's TLS front handshakes (with a
+        // deadline) before pingora's HTTP app reads them.
+        let acceptor = crate::tls::acceptor(certs.clone())
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let proxy = Arc::new(pingora::proxy::http_proxy(
+            &server.configuration,
+            Edge { rt: rt.clone() },
+        ));
+        let mut service = Service::new(
+            "public-tls".to_string(),
+            crate::tls::TlsFront {
+                h1: proxy.clone(),
+                h2: proxy,
+                acceptor,
+                handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
+            },
+        );
+        service.add_tcp(&t.listen.to_string());
+        public_tls = Some((service, t.listen));
     }
     let mut admin = Service::new("admin".to_string(), Admin { rt: rt.clone() });
     admin.add_tcp(&admin_addr.to_string());
     server.add_service(public);
+    let mut tls_note = String::new();
+    if let Some((service, addr)) = public_tls {
+        server.add_service(service);
+        tls_note = format!(" tls=https://{addr}");
+    }
     server.add_service(admin);
     let phases = std::sync::Mutex::new(Some(server.watch_execution_phase()));
     server.add_service(background_service("background", Background { rt, phases }));

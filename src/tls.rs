@@ -2,8 +2,8 @@
 //! on every reload, without touching established connections), and the HTTPS client the
 //! edge uses for its own calls to the token issuer (JWKS, introspection).
 //!
-//! rustls with the `ring` provider, the same stack pingora's `rustls` feature brings:
-//! TLS 1.2 and 1.3 only.
+//! rustls with the `ring` provider, TLS 1.2 and 1.3 only. The public listener's
+//! handshake is run here rather than by pingora's TLS listener, which has no deadline.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -145,3 +145,202 @@ pub fn client_config(extra: Option<&Path>) -> Result<rustls::ClientConfig, TlsEr
         .with_no_client_auth();
     Ok(config)
 }
+
+// ------------------------------------------------------------------ the public TLS listener
+
+/// The public TLS listener's front: it runs the handshake itself, under a deadline
+/// (`client_header_timeout_ms`, as nginx bounds its handshakes by its header timeout),
+/// then hands the decrypted connection to pingora's HTTP app. pingora's own TLS listener
+/// has no handshake deadline: a client that opens a connection and stalls mid-handshake
+/// would hold it for as long as it likes.
+///
+/// HTTP/1.1 goes to `h1` (behind the edge's head guard); HTTP/2, chosen by ALPN, goes to
+/// `h2` (the same proxy app unwrapped: its frames are not HTTP/1 heads).
+pub struct TlsFront<H1, H2> {
+    pub h1: Arc<H1>,
+    pub h2: Arc<H2>,
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub handshake_timeout: std::time::Duration,
+}
+
+/// The server side of the public TLS listener: TLS 1.2 and 1.3, ALPN `h2` then
+/// `http/1.1`, the certificate from `certs` (swapped on reload).
+pub fn acceptor(certs: Arc<CertStore>) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
+        .map_err(|e| TlsError::Unusable {
+            path: String::from("(built-in TLS versions)"),
+            reason: e.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+#[async_trait::async_trait]
+impl<H1, H2> pingora::apps::ServerApp for TlsFront<H1, H2>
+where
+    H1: pingora::apps::ServerApp + Send + Sync + 'static,
+    H2: pingora::apps::ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: pingora::protocols::Stream,
+        shutdown: &pingora::server::ShutdownWatch,
+    ) -> Option<pingora::protocols::Stream> {
+        let handshake =
+            tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream)).await;
+        let tls = match handshake {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "TLS handshake failed");
+                crate::metrics::TLS_HANDSHAKES
+                    .with_label_values(&["failed"])
+                    .inc();
+                return None;
+            }
+            Err(_) => {
+                // Dropping the unfinished handshake closes the connection.
+                crate::metrics::TLS_HANDSHAKES
+                    .with_label_values(&["timeout"])
+                    .inc();
+                return None;
+            }
+        };
+        crate::metrics::TLS_HANDSHAKES
+            .with_label_values(&["ok"])
+            .inc();
+        let conn = TlsConn::new(tls);
+        if conn.alpn == Some(pingora::protocols::ALPN::H2) {
+            self.h2.process_new(Box::new(conn), shutdown).await
+        } else {
+            self.h1.process_new(Box::new(conn), shutdown).await
+        }
+    }
+
+    /// `h1` wraps the same app as `h2`: its cleanup covers both.
+    async fn cleanup(&self) {
+        self.h1.cleanup().await;
+    }
+}
+
+/// A decrypted public connection, as pingora's HTTP app reads it.
+struct TlsConn {
+    inner: tokio_rustls::server::TlsStream<pingora::protocols::Stream>,
+    alpn: Option<pingora::protocols::ALPN>,
+}
+
+impl TlsConn {
+    fn new(inner: tokio_rustls::server::TlsStream<pingora::protocols::Stream>) -> TlsConn {
+        let alpn = match inner.get_ref().1.alpn_protocol() {
+            Some(b"h2") => Some(pingora::protocols::ALPN::H2),
+            Some(b"http/1.1") => Some(pingora::protocols::ALPN::H1),
+            _ => None,
+        };
+        TlsConn { inner, alpn }
+    }
+
+    fn l4(&self) -> &pingora::protocols::Stream {
+        &self.inner.get_ref().0
+    }
+}
+
+impl std::fmt::Debug for TlsConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConn")
+            .field("alpn", &self.alpn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl tokio::io::AsyncRead for TlsConn {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsConn {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait::async_trait]
+impl pingora::protocols::Shutdown for TlsConn {
+    /// TLS close_notify, then the TCP shutdown.
+    async fn shutdown(&mut self) {
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.inner).await;
+    }
+}
+
+impl pingora::protocols::UniqueID for TlsConn {
+    fn id(&self) -> pingora::protocols::UniqueIDType {
+        self.l4().id()
+    }
+}
+
+impl pingora::protocols::Ssl for TlsConn {
+    fn selected_alpn_proto(&self) -> Option<pingora::protocols::ALPN> {
+        self.alpn.clone()
+    }
+}
+
+impl pingora::protocols::GetTimingDigest for TlsConn {
+    fn get_timing_digest(&self) -> Vec<Option<pingora::protocols::TimingDigest>> {
+        self.l4().get_timing_digest()
+    }
+}
+
+impl pingora::protocols::GetProxyDigest for TlsConn {
+    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
+        self.l4().get_proxy_digest()
+    }
+}
+
+impl pingora::protocols::GetSocketDigest for TlsConn {
+    fn get_socket_digest(&self) -> Option<Arc<pingora::protocols::SocketDigest>> {
+        self.l4().get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: pingora::protocols::SocketDigest) {
+        self.inner.get_mut().0.set_socket_digest(digest);
+    }
+}
+
+#[async_trait::async_trait]
+impl pingora::protocols::Peek for TlsConn {}
