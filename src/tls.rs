@@ -242,7 +242,7 @@ impl TlsConn {
     }
 
     fn l4(&self) -> &pingora::protocols::Stream {
-        &self.inner.get_ref().0
+        self.inner.get_ref().0
     }
 }
 
