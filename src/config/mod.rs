@@ -139,6 +139,39 @@ pub struct EdgeConfig {
     pub introspection: Option<Introspection>,
     /// Deadline for receiving a whole request body (slow clients).
     pub client_body_timeout: Duration,
+    /// Deadline for receiving a whole request head, from its first byte (from the accept
+    /// for a connection's first request).
+    pub client_header_timeout: Duration,
+    /// Cap on the request target plus every header name and value, in bytes.
+    pub max_request_header_bytes: usize,
+}
+
+/// Pingora's own bound on a raw request head (`MAX_HEADER_SIZE` in pingora-core 0.9):
+/// `max_request_header_bytes` must stay below it to be reachable.
+pub const PINGORA_MAX_HEAD: u64 = 1_048_575;
+
+/// A top-level numeric setting: its default when absent, an error naming the range when
+/// out of it.
+fn top_level(
+    path: &Path,
+    v: &Option<Spanned<u64>>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    key: &str,
+    d: &mut Diags,
+) -> Option<u64> {
+    match v {
+        None => Some(default),
+        Some(s) if range.contains(&**s) => Some(**s),
+        Some(s) => {
+            d.at(
+                path,
+                s.span(),
+                format!("{key} must be {}..={}", range.start(), range.end()),
+            );
+            None
+        }
+    }
 }
 
 fn addr(path: &Path, v: &Spanned<String>, what: &str, d: &mut Diags) -> Option<SocketAddr> {
@@ -588,6 +621,30 @@ impl EdgeConfig {
                 format!("mappings: `{}` is not a directory", mappings_dir.display()),
             );
         }
+        let client_body_timeout = top_level(
+            path,
+            &raw.client_body_timeout_ms,
+            10_000,
+            1..=300_000,
+            "client_body_timeout_ms",
+            d,
+        );
+        let client_header_timeout = top_level(
+            path,
+            &raw.client_header_timeout_ms,
+            10_000,
+            1..=300_000,
+            "client_header_timeout_ms",
+            d,
+        );
+        let max_request_header_bytes = top_level(
+            path,
+            &raw.max_request_header_bytes,
+            32 * 1024,
+            1024..=PINGORA_MAX_HEAD - 1,
+            "max_request_header_bytes",
+            d,
+        );
         let problem_type_base = raw
             .problem_type_base
             .as_ref()
@@ -652,12 +709,9 @@ impl EdgeConfig {
                     .unwrap_or(30),
             ),
             introspection,
-            client_body_timeout: Duration::from_millis(
-                raw.client_body_timeout_ms
-                    .as_ref()
-                    .map(|s| (**s).clamp(1, 300_000))
-                    .unwrap_or(10_000),
-            ),
+            client_body_timeout: Duration::from_millis(client_body_timeout?),
+            client_header_timeout: Duration::from_millis(client_header_timeout?),
+            max_request_header_bytes: usize::try_from(max_request_header_bytes?).ok()?,
         })
     }
 }
