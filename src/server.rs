@@ -16,6 +16,7 @@ use crate::admin::Admin;
 use crate::config::EdgeConfig;
 use crate::diag::Diags;
 use crate::edge::{Edge, Runtime};
+use crate::head_guard::Guarded;
 use crate::mapping;
 
 /// Flags passed through to pingora (systemd uses them for upgrades and daemons).
@@ -170,10 +171,14 @@ pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std
     server.bootstrap();
     let (listen, admin_addr) = (cfg.listen, cfg.admin);
     let rt = Arc::new(Runtime::new(cfg, plan));
-    let mut public = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Edge { rt: rt.clone() },
-        "public",
+    // The proxy app runs behind the head guard (whole-head deadline, see `head_guard`).
+    let proxy = pingora::proxy::http_proxy(&server.configuration, Edge { rt: rt.clone() });
+    let mut public = Service::new(
+        "public".to_string(),
+        Guarded {
+            app: Arc::new(proxy),
+            rt: rt.clone(),
+        },
     );
     public.add_tcp(&listen.to_string());
     let mut admin = Service::new("admin".to_string(), Admin { rt: rt.clone() });
