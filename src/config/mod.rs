@@ -765,6 +765,37 @@ mod tests {
     }
 
     #[test]
+    fn client_limits_have_defaults_and_their_ranges_are_reported() {
+        let cfg = load_with(ISSUER, "").map_err(|d| d.render());
+        let limits = cfg.as_ref().ok().map(|c| {
+            (
+                c.client_header_timeout,
+                c.client_body_timeout,
+                c.max_request_header_bytes,
+            )
+        });
+        assert_eq!(
+            limits,
+            Some((Duration::from_secs(10), Duration::from_secs(10), 32 * 1024)),
+            "{cfg:?}"
+        );
+        let err = load_with(
+            ISSUER,
+            "client_header_timeout_ms: 0\nclient_body_timeout_ms: 300001\nmax_request_header_bytes: 1048575\n",
+        )
+        .err()
+        .map(|d| d.render())
+        .unwrap_or_default();
+        for expected in [
+            "client_header_timeout_ms must be 1..=300000",
+            "client_body_timeout_ms must be 1..=300000",
+            "max_request_header_bytes must be 1024..=1048574",
+        ] {
+            assert!(err.contains(expected), "{expected} missing in {err}");
+        }
+    }
+
+    #[test]
     fn bad_introspection_and_refetch_values_are_all_reported() {
         let issuer =
             format!("{ISSUER}    jwks_refetch_interval_seconds: 0\n    algorithms: [HS256]\n");
