@@ -1,6 +1,6 @@
 //! The public listener's guard on request heads: a whole-head deadline
-//! (`client_header_timeout_ms`) and pingora's 1 MiB bound answered as a problem, enforced
-//! under pingora's HTTP/1 parser by wrapping every accepted connection.
+//! (`client_header_timeout_ms`), pingora's head bounds and its bare 400 page answered as
+//! problems, enforced under pingora's HTTP/1 parser by wrapping every accepted connection.
 //!
 //! Why a stream wrapper: pingora 0.9 bounds each single read of a head (60 s) but not the
 //! whole head (pingora issue #447), and no `ProxyHttp` hook runs before the head is parsed,
@@ -8,10 +8,12 @@
 //! it likes. The wrapper watches the bytes pingora reads, from the first byte of a request
 //! (from the accept, for a connection's first request) to the blank line that ends its
 //! head. If the deadline passes first, it writes `408 request-timeout`; if the head grows
-//! past pingora's bound first, `431 request-header-fields-too-large` (instead of pingora's
-//! bare 400); either way reads then fail, so pingora closes the connection. A connection
-//! that sent nothing by the deadline is closed without an answer. Between requests
-//! (keep-alive idle) no deadline runs: pingora's keep-alive timeout (60 s) applies.
+//! past pingora's bounds first (1 MiB, 256 fields), `431 request-header-fields-too-large`;
+//! either way reads then fail, so pingora closes the connection. A connection that sent
+//! nothing (or only empty lines) by the deadline is closed without an answer. Between
+//! requests (keep-alive idle) no deadline runs: pingora's keep-alive timeout (60 s)
+//! applies. When pingora's parser refuses a head, its bare 400 page is replaced by the
+//! `invalid-request` problem.
 //!
 //! It does not own the edge's own cap on header fields (`max_request_header_bytes`): the
 //! edge checks that on the parsed head in `request_filter`, where it can keep the
@@ -213,7 +215,9 @@ impl HeadGuard {
             self.state = State::Done;
             return;
         };
-        if scan.seen == 0 {
+        if !scan.started {
+            // Nothing but empty lines (or nothing at all) came: there is no request to
+            // answer, the connection is just closed.
             self.state = State::Done;
             return;
         }
@@ -338,6 +342,14 @@ impl AsyncRead for HeadGuard {
                         return Poll::Ready(Ok(())); // end of stream
                     }
                     if matches!(this.state, State::Idle) {
+                        // Stray empty lines after a request (old clients send a CRLF after a
+                        // body) do not start the next head: the connection stays idle.
+                        if buf.filled()[before..]
+                            .iter()
+                            .all(|b| *b == b'\r' || *b == b'\n')
+                        {
+                            return Poll::Ready(Ok(()));
+                        }
                         this.state = State::Head(Scan::default());
                         this.deadline.as_mut().reset(Instant::now() + this.timeout);
                     }

@@ -231,7 +231,11 @@ async fn a_keep_alive_client_idle_past_the_head_deadline_is_still_served() {
         for i in 0..3 {
             if i > 0 {
                 // Idle between requests for three times the head deadline: only the
-                // keep-alive timeout (60 s) applies there.
+                // keep-alive timeout (60 s) applies there. Before the second idle period, a
+                // stray CRLF (as old clients send after a body) does not start a head.
+                if i == 2 {
+                    s.write_all(b"\r\n").expect("write");
+                }
                 std::thread::sleep(Duration::from_millis(900));
             }
             s.write_all(&head).expect("write");
