@@ -68,6 +68,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         self.app.process_new(Box::new(guarded), shutdown).await
     }
 
+    /// Passes the service's stop on (pingora's app wakes its idle keep-alive readers).
     async fn cleanup(&self) {
         self.app.cleanup().await;
     }
