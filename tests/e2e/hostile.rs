@@ -475,7 +475,10 @@ async fn hostile_json_bodies_are_400_problems() {
     // In a filter, an id that does not open matches nothing (api-reference.md): an empty
     // page, answered without asking crm-core.
     assert_eq!(r.status, 200);
-    assert_eq!(r.json(), json!({"data": [], "meta": {"cursor": null, "total": 0}}));
+    assert_eq!(
+        r.json(),
+        json!({"data": [], "meta": {"cursor": null, "total": 0}})
+    );
 
     // Invalid UTF-8.
     post(b"{\"first_name\": \"Ad\xffa\", \"last_name\": \"L\"}".to_vec())

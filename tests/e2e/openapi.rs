@@ -395,7 +395,7 @@ async fn operations_carry_their_headers_bodies_and_problems() {
         .keys()
         .filter(|k| k.starts_with("Problem."))
         .count();
-    assert_eq!(slugs, 21);
+    assert_eq!(slugs, 23);
 
     // The search body: per-field operators, limits, and the page envelope.
     let s = &doc["components"]["schemas"];
