@@ -12,8 +12,8 @@
 //! either way reads then fail, so pingora closes the connection. A connection that sent
 //! nothing (or only empty lines) by the deadline is closed without an answer. Between
 //! requests (keep-alive idle) no deadline runs: pingora's keep-alive timeout (60 s)
-//! applies. When pingora's parser refuses a head, its bare 400 page is replaced by the
-//! `invalid-request` problem.
+//! applies. When pingora answers a head itself (its parser refuses it: 400; `CONNECT`:
+//! 405), its bare page is replaced by the problem.
 //!
 //! It does not own the edge's own cap on header fields (`max_request_header_bytes`): the
 //! edge checks that on the parsed head in `request_filter`, where it can keep the
@@ -229,13 +229,13 @@ impl HeadGuard {
             ),
             _ => "The request head is over 1 MiB or has more than 256 header fields".to_string(),
         };
-        let answer = self.refusal(kind, &scan.path(), &detail);
+        let answer = self.refusal(kind, &scan.path(), &detail, "");
         self.state = State::Refusing { answer, written: 0 };
     }
 
-    /// The whole HTTP/1.1 answer: the edge's usual headers, a problem body, and
-    /// `Connection: close` (the rest of the head is never read).
-    fn refusal(&self, kind: Kind, instance: &str, detail: &str) -> Vec<u8> {
+    /// The whole HTTP/1.1 answer: the edge's usual headers, `extra` ones (whole lines), a
+    /// problem body, and `Connection: close` (the rest of the head is never read).
+    fn refusal(&self, kind: Kind, instance: &str, detail: &str, extra: &str) -> Vec<u8> {
         let bytes: [u8; 16] = rand::random();
         let trace_id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let status_text = http::StatusCode::from_u16(kind.status())
@@ -257,7 +257,7 @@ impl HeadGuard {
             "request refused before the edge saw it"
         );
         let mut out = format!(
-            "HTTP/1.1 {} {status_text}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\ntrace-id: {trace_id}\r\nversion: {version}\r\ncache-control: no-store\r\ndate: {date}\r\nconnection: close\r\n\r\n",
+            "HTTP/1.1 {} {status_text}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\ntrace-id: {trace_id}\r\nversion: {version}\r\ncache-control: no-store\r\ndate: {date}\r\n{extra}connection: close\r\n\r\n",
             kind.status(),
             body.len()
         )
@@ -297,13 +297,25 @@ fn is_interim(buf: &[u8]) -> bool {
 }
 
 impl HeadGuard {
-    /// pingora answers a head its parser refuses itself, before any `ProxyHttp` hook runs:
-    /// a bare 400 page. Such a page (a 400 without the `trace-id` every edge answer
-    /// carries) is replaced by the `invalid-request` problem.
+    /// pingora answers some heads itself, before any `ProxyHttp` hook runs, with a bare
+    /// page: 400 when its parser refuses the head, 405 for `CONNECT`. Such a page (an
+    /// answer without the `trace-id` every edge answer carries) is replaced by the problem.
     fn replacement(&self, buf: &[u8]) -> Option<Vec<u8>> {
-        if !buf.starts_with(b"HTTP/1.1 400 ") {
+        let (kind, detail, extra) = if buf.starts_with(b"HTTP/1.1 400 ") {
+            (
+                Kind::InvalidRequest,
+                "The request line or a header field is malformed",
+                "",
+            )
+        } else if buf.starts_with(b"HTTP/1.1 405 ") {
+            (
+                Kind::MethodNotAllowed,
+                "CONNECT is not supported",
+                "allow: GET, HEAD, POST, PATCH, DELETE, OPTIONS\r\n",
+            )
+        } else {
             return None;
-        }
+        };
         let path = match &self.state {
             State::Head(scan) => scan.path(),
             State::Request { line } => path_of(line),
@@ -314,11 +326,7 @@ impl HeadGuard {
         if head.contains("\r\ntrace-id:") {
             return None;
         }
-        Some(self.refusal(
-            Kind::InvalidRequest,
-            &path,
-            "The request line or a header field is malformed",
-        ))
+        Some(self.refusal(kind, &path, detail, extra))
     }
 }
 

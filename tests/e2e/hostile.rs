@@ -599,6 +599,31 @@ async fn path_tricks_and_control_characters_are_4xx_problems() {
         expected.push((what, status, slug.to_string()));
     }
     assert_eq!(seen, expected);
+
+    // Heads pingora answers itself, before the edge sees them: CONNECT (405, with
+    // `Allow`) and an HTTP/2 preface on this HTTP/1 listener (400): problems too.
+    let answer = tokio::task::block_in_place(|| {
+        raw_tcp(
+            addr,
+            b"CONNECT crm-core.internal:8080 HTTP/1.1\r\nhost: crm-core.internal:8080\r\n\r\n",
+            b"",
+            Duration::from_secs(5),
+        )
+    });
+    assert_raw_problem(&answer, 405, "method-not-allowed");
+    assert_eq!(
+        header_of(&answer, "allow"),
+        Some("GET, HEAD, POST, PATCH, DELETE, OPTIONS")
+    );
+    let answer = tokio::task::block_in_place(|| {
+        raw_tcp(
+            addr,
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"",
+            Duration::from_secs(5),
+        )
+    });
+    assert_raw_problem(&answer, 400, "invalid-request");
     assert_eq!(all_calls(&w), calls, "nothing reached a service");
     // Still serving.
     let r = w
