@@ -715,7 +715,7 @@ fn head_size(req: &pingora::http::RequestHeader, cap: usize) -> Result<(), Probl
 }
 
 /// Reads the whole request body (bounded in size and in time: a client that trickles it
-/// gets 400 once `deadline` has passed) and parses it as strict JSON (`crate::json`) when
+/// gets 408 once `deadline` has passed) and parses it as strict JSON (`crate::json`) when
 /// the method carries one.
 async fn read_json_body(
     session: &mut Session,
