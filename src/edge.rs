@@ -722,8 +722,26 @@ fn replay_header(name: &str) -> Option<&'static str> {
         .find(|h| *h == name)
 }
 
+/// The request target plus every header name and value must fit in `cap` bytes (431
+/// otherwise). pingora's own bound (1 MiB of raw head, `head_guard`) is the outer one.
+fn head_size(req: &pingora::http::RequestHeader, cap: usize) -> Result<(), Problem> {
+    let size = req.raw_path().len()
+        + req
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum::<usize>();
+    if size > cap {
+        return Err(Problem::new(
+            Kind::RequestHeaderFieldsTooLarge,
+            format!("The request target and header fields are limited to {cap} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads the whole request body (bounded in size and in time: a client that trickles it
-/// gets 400 once `deadline` has passed) and parses it as strict JSON (`crate::json`) when
+/// gets 408 once `deadline` has passed) and parses it as strict JSON (`crate::json`) when
 /// the method carries one.
 async fn read_json_body(
     session: &mut Session,
@@ -747,8 +765,11 @@ async fn read_json_body(
     loop {
         let Ok(read) = tokio::time::timeout_at(until, session.read_request_body()).await else {
             return Err(Problem::new(
-                Kind::InvalidRequest,
-                "The request body was not received in time",
+                Kind::RequestTimeout,
+                format!(
+                    "The request body was not received within {} ms",
+                    deadline.as_millis()
+                ),
             )
             .with_header("connection", "close"));
         };
@@ -824,6 +845,19 @@ impl ProxyHttp for Edge {
             None => ctx.trace_id = new_trace_id(),
         }
         let instance = session.req_header().uri.path().to_string();
+        // head size: the first check, so nothing else reads an oversized head
+        if let Err(p) = head_size(session.req_header(), self.rt.cfg.max_request_header_bytes) {
+            // An over-long path is not echoed back in full.
+            let instance = if instance.len() > 2048 {
+                "/"
+            } else {
+                &instance
+            };
+            let reply = self.problem_reply(&p, instance, &ctx.trace_id);
+            let current = self.rt.plan.load().versions.current.clone();
+            self.write(session, ctx, reply, &current).await?;
+            return Ok(true);
+        }
         if let Some(cors) = &self.rt.cfg.cors {
             let origin = headers
                 .get("origin")

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod diag;
 pub mod edge;
+pub mod head_guard;
 pub mod json;
 pub mod mapping;
 pub mod metrics;

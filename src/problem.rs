@@ -19,6 +19,7 @@ pub enum Kind {
     PermissionDenied,
     NotFound,
     MethodNotAllowed,
+    RequestTimeout,
     Conflict,
     IdempotencyKeyInUse,
     PayloadTooLarge,
@@ -26,6 +27,7 @@ pub enum Kind {
     IdempotencyKeyReused,
     Unprocessable,
     RateLimited,
+    RequestHeaderFieldsTooLarge,
     Internal,
     UpstreamError,
     UpstreamUnavailable,
@@ -33,7 +35,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 23] = [
         Kind::InvalidRequest,
         Kind::MalformedJson,
         Kind::VersionRequired,
@@ -44,6 +46,7 @@ impl Kind {
         Kind::PermissionDenied,
         Kind::NotFound,
         Kind::MethodNotAllowed,
+        Kind::RequestTimeout,
         Kind::Conflict,
         Kind::IdempotencyKeyInUse,
         Kind::PayloadTooLarge,
@@ -51,6 +54,7 @@ impl Kind {
         Kind::IdempotencyKeyReused,
         Kind::Unprocessable,
         Kind::RateLimited,
+        Kind::RequestHeaderFieldsTooLarge,
         Kind::Internal,
         Kind::UpstreamError,
         Kind::UpstreamUnavailable,
@@ -69,6 +73,7 @@ impl Kind {
             Kind::PermissionDenied => "permission-denied",
             Kind::NotFound => "not-found",
             Kind::MethodNotAllowed => "method-not-allowed",
+            Kind::RequestTimeout => "request-timeout",
             Kind::Conflict => "conflict",
             Kind::IdempotencyKeyInUse => "idempotency-key-in-use",
             Kind::PayloadTooLarge => "payload-too-large",
@@ -76,6 +81,7 @@ impl Kind {
             Kind::IdempotencyKeyReused => "idempotency-key-reused",
             Kind::Unprocessable => "unprocessable",
             Kind::RateLimited => "rate-limited",
+            Kind::RequestHeaderFieldsTooLarge => "request-header-fields-too-large",
             Kind::Internal => "internal",
             Kind::UpstreamError => "upstream-error",
             Kind::UpstreamUnavailable => "upstream-unavailable",
@@ -98,11 +104,13 @@ impl Kind {
             Kind::InsufficientScope | Kind::PermissionDenied => 403,
             Kind::NotFound => 404,
             Kind::MethodNotAllowed => 405,
+            Kind::RequestTimeout => 408,
             Kind::Conflict | Kind::IdempotencyKeyInUse => 409,
             Kind::PayloadTooLarge => 413,
             Kind::UnsupportedMediaType => 415,
             Kind::IdempotencyKeyReused | Kind::Unprocessable => 422,
             Kind::RateLimited => 429,
+            Kind::RequestHeaderFieldsTooLarge => 431,
             Kind::Internal => 500,
             Kind::UpstreamError => 502,
             Kind::UpstreamUnavailable => 503,
@@ -123,6 +131,7 @@ impl Kind {
             Kind::PermissionDenied => "The user's role does not allow this operation",
             Kind::NotFound => "Not found",
             Kind::MethodNotAllowed => "Method not allowed",
+            Kind::RequestTimeout => "The request was not received in time",
             Kind::Conflict => "The request conflicts with the current state",
             Kind::IdempotencyKeyInUse => "A request with this idempotency key is in progress",
             Kind::PayloadTooLarge => "The request body is too large",
@@ -130,6 +139,7 @@ impl Kind {
             Kind::IdempotencyKeyReused => "The idempotency key was used for another request",
             Kind::Unprocessable => "The request was refused by a business rule",
             Kind::RateLimited => "Too many requests",
+            Kind::RequestHeaderFieldsTooLarge => "The request header fields are too large",
             Kind::Internal => "Internal error",
             Kind::UpstreamError => "A backing service answered with an error",
             Kind::UpstreamUnavailable => "A backing service is unavailable",
@@ -270,6 +280,8 @@ mod tests {
         }
         assert_eq!(Kind::IdempotencyKeyReused.status(), 422);
         assert_eq!(Kind::UpstreamTimeout.status(), 504);
+        assert_eq!(Kind::RequestTimeout.status(), 408);
+        assert_eq!(Kind::RequestHeaderFieldsTooLarge.status(), 431);
     }
 
     #[test]

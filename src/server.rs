@@ -16,10 +16,8 @@ use crate::admin::Admin;
 use crate::config::EdgeConfig;
 use crate::diag::Diags;
 use crate::edge::{Edge, Runtime};
+use crate::head_guard::Guarded;
 use crate::mapping;
-
-/// How long a client gets to complete its TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Flags passed through to pingora (systemd uses them for upgrades and daemons).
 #[derive(Debug, Clone, Default)]
@@ -183,10 +181,14 @@ pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std
     server.bootstrap();
     let (listen, admin_addr) = (cfg.listen, cfg.admin);
     let rt = Arc::new(Runtime::new(cfg, plan).map_err(|e| std::io::Error::other(e.to_string()))?);
-    let mut public = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Edge { rt: rt.clone() },
-        "public",
+    // The proxy app runs behind the head guard (whole-head deadline, see `head_guard`).
+    let proxy = pingora::proxy::http_proxy(&server.configuration, Edge { rt: rt.clone() });
+    let mut public = Service::new(
+        "public".to_string(),
+        Guarded {
+            app: Arc::new(proxy),
+            rt: rt.clone(),
+        },
     );
     public.add_tcp(&listen.to_string());
     let mut public_tls = None;
@@ -202,10 +204,13 @@ pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std
         let mut service = Service::new(
             "public-tls".to_string(),
             crate::tls::TlsFront {
-                h1: proxy.clone(),
+                h1: Arc::new(Guarded {
+                    app: proxy.clone(),
+                    rt: rt.clone(),
+                }),
                 h2: proxy,
                 acceptor,
-                handshake_timeout: TLS_HANDSHAKE_TIMEOUT,
+                handshake_timeout: rt.cfg.client_header_timeout,
             },
         );
         service.add_tcp(&t.listen.to_string());

@@ -139,6 +139,11 @@ pub struct EdgeConfig {
     pub introspection: Option<Introspection>,
     /// Deadline for receiving a whole request body (slow clients).
     pub client_body_timeout: Duration,
+    /// Deadline for receiving a whole request head, from its first byte (from the accept
+    /// for a connection's first request).
+    pub client_header_timeout: Duration,
+    /// Cap on the request target plus every header name and value, in bytes.
+    pub max_request_header_bytes: usize,
     /// The public TLS listener, if any (its certificate was loaded once by `check`).
     pub tls: Option<Tls>,
     /// Extra CAs trusted for the issuers' JWKS and introspection over HTTPS.
@@ -185,6 +190,34 @@ fn auth_ca_file(path: &Path, raw: &Spanned<String>, d: &mut Diags) -> Option<Pat
         Ok(_) => Some(file),
         Err(e) => {
             d.at(path, raw.span(), format!("auth_ca_file: {e}"));
+            None
+        }
+    }
+}
+
+/// Pingora's own bound on a raw request head (`MAX_HEADER_SIZE` in pingora-core 0.9):
+/// `max_request_header_bytes` must stay below it to be reachable.
+pub const PINGORA_MAX_HEAD: u64 = 1_048_575;
+
+/// A top-level numeric setting: its default when absent, an error naming the range when
+/// out of it.
+fn top_level(
+    path: &Path,
+    v: &Option<Spanned<u64>>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+    key: &str,
+    d: &mut Diags,
+) -> Option<u64> {
+    match v {
+        None => Some(default),
+        Some(s) if range.contains(&**s) => Some(**s),
+        Some(s) => {
+            d.at(
+                path,
+                s.span(),
+                format!("{key} must be {}..={}", range.start(), range.end()),
+            );
             None
         }
     }
@@ -637,6 +670,30 @@ impl EdgeConfig {
                 format!("mappings: `{}` is not a directory", mappings_dir.display()),
             );
         }
+        let client_body_timeout = top_level(
+            path,
+            &raw.client_body_timeout_ms,
+            10_000,
+            1..=300_000,
+            "client_body_timeout_ms",
+            d,
+        );
+        let client_header_timeout = top_level(
+            path,
+            &raw.client_header_timeout_ms,
+            10_000,
+            1..=300_000,
+            "client_header_timeout_ms",
+            d,
+        );
+        let max_request_header_bytes = top_level(
+            path,
+            &raw.max_request_header_bytes,
+            32 * 1024,
+            1024..=PINGORA_MAX_HEAD - 1,
+            "max_request_header_bytes",
+            d,
+        );
         let tls = raw.tls.as_ref().map(|t| tls(path, t, d));
         let auth_ca = raw.auth_ca_file.as_ref().map(|f| auth_ca_file(path, f, d));
         let problem_type_base = raw
@@ -703,12 +760,9 @@ impl EdgeConfig {
                     .unwrap_or(30),
             ),
             introspection,
-            client_body_timeout: Duration::from_millis(
-                raw.client_body_timeout_ms
-                    .as_ref()
-                    .map(|s| (**s).clamp(1, 300_000))
-                    .unwrap_or(10_000),
-            ),
+            client_body_timeout: Duration::from_millis(client_body_timeout?),
+            client_header_timeout: Duration::from_millis(client_header_timeout?),
+            max_request_header_bytes: usize::try_from(max_request_header_bytes?).ok()?,
             tls: tls.map(|t| t.ok_or(())).transpose().ok()?,
             auth_ca_file: auth_ca.map(|f| f.ok_or(())).transpose().ok()?,
         })
@@ -820,6 +874,37 @@ mod tests {
         }
         let refetch = cfg.ok().map(|c| c.issuers[0].jwks_refetch_interval);
         assert_eq!(refetch, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn client_limits_have_defaults_and_their_ranges_are_reported() {
+        let cfg = load_with(ISSUER, "").map_err(|d| d.render());
+        let limits = cfg.as_ref().ok().map(|c| {
+            (
+                c.client_header_timeout,
+                c.client_body_timeout,
+                c.max_request_header_bytes,
+            )
+        });
+        assert_eq!(
+            limits,
+            Some((Duration::from_secs(10), Duration::from_secs(10), 32 * 1024)),
+            "{cfg:?}"
+        );
+        let err = load_with(
+            ISSUER,
+            "client_header_timeout_ms: 0\nclient_body_timeout_ms: 300001\nmax_request_header_bytes: 1048575\n",
+        )
+        .err()
+        .map(|d| d.render())
+        .unwrap_or_default();
+        for expected in [
+            "client_header_timeout_ms must be 1..=300000",
+            "client_body_timeout_ms must be 1..=300000",
+            "max_request_header_bytes must be 1024..=1048574",
+        ] {
+            assert!(err.contains(expected), "{expected} missing in {err}");
+        }
     }
 
     #[test]

@@ -39,6 +39,12 @@ pub struct RawEdge {
     /// Deadline for receiving a whole request body (slow clients): default 10000.
     #[serde(default)]
     pub client_body_timeout_ms: Option<Spanned<u64>>,
+    /// Deadline for receiving a whole request head (slow clients): default 10000.
+    #[serde(default)]
+    pub client_header_timeout_ms: Option<Spanned<u64>>,
+    /// Cap on the request target plus header names and values: default 32768.
+    #[serde(default)]
+    pub max_request_header_bytes: Option<Spanned<u64>>,
     /// A second public listener speaking TLS (the edge hostname served directly).
     #[serde(default)]
     pub tls: Option<RawTls>,

@@ -29,7 +29,8 @@ impl Gen<'_> {
     pub(super) fn error_statuses(kind: Option<OpKind>) -> Vec<u16> {
         let body = !matches!(kind, Some(OpKind::Get | OpKind::Delete));
         let writes = !matches!(kind, Some(OpKind::Get | OpKind::Search));
-        let mut s = vec![400, 401, 403, 404];
+        // 408 and 431 can answer any request (slow or oversized request heads).
+        let mut s = vec![400, 401, 403, 404, 408];
         if writes {
             s.push(409);
         }
@@ -39,7 +40,7 @@ impl Gen<'_> {
         if writes {
             s.push(422);
         }
-        s.extend([429, 500, 502, 503, 504]);
+        s.extend([429, 431, 500, 502, 503, 504]);
         s
     }
 

@@ -420,12 +420,13 @@ async fn attacks_are_refused_with_401_before_any_upstream() {
     tampered_sig.push(if last == 'A' { 'B' } else { 'A' });
     add("signature altered", tampered_sig);
     // Size and shape.
+    // (Under the edge's 32 KiB head cap; a larger one is refused before auth, below.)
     add(
-        "100 KB token",
+        "30 KB token",
         format!(
             "{}.{}.{valid_sig}",
             part(&header("EdDSA", DEMO_KID)),
-            "A".repeat(100 * 1024)
+            "A".repeat(30 * 1024)
         ),
     );
     add("garbage base64", "!!!$$$.@@@###.%%%^^^".to_string());
@@ -474,6 +475,22 @@ async fn attacks_are_refused_with_401_before_any_upstream() {
     for (what, token) in &cases {
         assert_token_refused(&w, what, token).await;
     }
+    // A 100 KB token is over the head cap: 431 before authentication, no upstream call.
+    let huge = format!(
+        "Bearer {}.{}.{valid_sig}",
+        part(&header("EdDSA", DEMO_KID)),
+        "A".repeat(100 * 1024)
+    );
+    let before = calls(&w);
+    w.raw(
+        "GET",
+        &path,
+        &[("authorization", huge.as_str()), ("version", V)],
+        None,
+    )
+    .await
+    .assert_problem(431, "request-header-fields-too-large");
+    assert_eq!(calls(&w), before, "100 KB token: an upstream was reached");
     // An unknown kid (a refetch may happen, but the key stays unknown).
     assert_token_refused(
         &w,

@@ -321,8 +321,8 @@ async fn operations_carry_their_headers_bodies_and_problems() {
     assert_eq!(
         statuses,
         [
-            "201", "400", "401", "403", "404", "409", "413", "415", "422", "429", "500", "502",
-            "503", "504"
+            "201", "400", "401", "403", "404", "408", "409", "413", "415", "422", "429", "431",
+            "500", "502", "503", "504"
         ]
     );
     let get_statuses: Vec<&String> = doc["paths"]["/v1/contacts/{id}"]["get"]["responses"]
@@ -332,7 +332,7 @@ async fn operations_carry_their_headers_bodies_and_problems() {
         .collect();
     assert_eq!(
         get_statuses,
-        ["200", "400", "401", "403", "404", "429", "500", "502", "503", "504"]
+        ["200", "400", "401", "403", "404", "408", "429", "431", "500", "502", "503", "504"]
     );
     let created = &create["responses"]["201"];
     let headers: Vec<&String> = created["headers"]
@@ -395,7 +395,7 @@ async fn operations_carry_their_headers_bodies_and_problems() {
         .keys()
         .filter(|k| k.starts_with("Problem."))
         .count();
-    assert_eq!(slugs, 21);
+    assert_eq!(slugs, 23);
 
     // The search body: per-field operators, limits, and the page envelope.
     let s = &doc["components"]["schemas"];

@@ -157,6 +157,11 @@ fn write_pair(dir: &Path, leaf: &Leaf) {
 /// A world whose edge also listens with TLS, serving the pair in the returned directory
 /// (the test swaps files there, as certbot would).
 async fn start_tls_world(leaf: &Leaf) -> (World, crate::harness::tempdir::Dir) {
+    start_tls_world_with(leaf, "").await
+}
+
+/// The same, with `extra` appended to the edge's config.
+async fn start_tls_world_with(leaf: &Leaf, extra: &str) -> (World, crate::harness::tempdir::Dir) {
     let tls_dir = crate::harness::tempdir::Dir::new("tls");
     write_pair(tls_dir.path(), leaf);
     let dir = tls_dir.path().to_path_buf();
@@ -168,6 +173,7 @@ async fn start_tls_world(leaf: &Leaf) -> (World, crate::harness::tempdir::Dir) {
                 dir.join("edge.crt").display(),
                 dir.join("edge.key").display()
             ));
+            config.push_str(extra);
         },
     )
     .await;
@@ -505,4 +511,76 @@ async fn jwks_and_introspection_are_fetched_over_https_from_a_private_ca() {
         .await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(w.issuer.introspections(), 1);
+}
+
+async fn handshakes(w: &World, outcome: &str) -> u64 {
+    let metrics = String::from_utf8_lossy(&w.admin("/metrics").await.body).to_string();
+    let needle = format!("prospect_edge_tls_handshakes_total{{outcome=\"{outcome}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads until the edge closes the connection; what it sent (nothing expected).
+async fn until_closed(tcp: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return got,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the edge kept a stalled handshake open for 20 s"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_tls_handshake_is_dropped_at_the_header_deadline() {
+    let ca = Ca::new("prospect-edge test CA");
+    let leaf = ca.leaf("edge");
+    let (w, _certs) = start_tls_world_with(&leaf, "client_header_timeout_ms: 300\n").await;
+    let tls = w.edge.tls.expect("tls listener");
+
+    // Connects and sends nothing; then one that stops inside its ClientHello record.
+    let mut silent = tokio::net::TcpStream::connect(tls).await.expect("connect");
+    let mut partial = tokio::net::TcpStream::connect(tls).await.expect("connect");
+    partial
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    assert!(until_closed(&mut silent).await.is_empty());
+    assert!(until_closed(&mut partial).await.is_empty());
+    // Closed by the deadline, not by some other bound (pingora's 60 s read timeout).
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    for _ in 0..200 {
+        if handshakes(&w, "timeout").await >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(handshakes(&w, "timeout").await, 2);
+
+    // A client that completes its handshake in time is served, also past the deadline.
+    let (cert, _) = served(tls, &ca.pem()).await;
+    assert_eq!(cert, leaf.der);
+    let h1 = https_client(&ca.pem(), false);
+    let token = w.token(1, 101);
+    let auth = format!("Bearer {token}");
+    let (_, r) = send(
+        &h1,
+        &format!("https://{tls}/v1/contacts/{}", w.id("con", 1, 1)),
+        "GET",
+        &[("authorization", auth.as_str()), ("version", V)],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(handshakes(&w, "ok").await >= 2);
 }
