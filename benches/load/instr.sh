@@ -4,7 +4,7 @@
 #
 #   benches/load/instr.sh [BIN]        # default target/release/prospect-edge
 #
-# Knobs: SCENARIO=a|b|c (GET one contact | 25-record search | create), SECONDS_=5,
+# Knobs: EDGE_ENV="K=V ..." (the edge's environment, e.g. an LD_PRELOADed allocator), SCENARIO=a|b|c (GET one contact | 25-record search | create), SECONDS_=5,
 # CONNS=4, OUT=dir (keeps callgrind.out there). Starts `BIN demo` (the simulator) natively
 # and one `BIN run` edge under callgrind on 127.0.0.1; warms up, zeroes the counters,
 # drives it with wrk for SECONDS_, dumps, and divides the edge's instructions (all threads)
@@ -60,7 +60,7 @@ issuers:
 YAML
 VG_CMD=(valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" --dump-instr=no)
 [ "${MODE:-instr}" = rss ] && VG_CMD=()
-"${VG_CMD[@]}" "$BIN" run -c "$T/edge.yaml" --pid-file "$T/edge.pid" --upgrade-sock "$T/edge.sock" \
+env ${EDGE_ENV:-} "${VG_CMD[@]}" "$BIN" run -c "$T/edge.yaml" --pid-file "$T/edge.pid" --upgrade-sock "$T/edge.sock" \
     >"$T/edge.out" 2>"$T/edge.log" &
 VG=$!
 PIDS+=("$VG")
