@@ -528,8 +528,12 @@ pub fn interpret(svc: &Service, res: Option<&Resource>, a: &Answer) -> Result<Va
         .as_ref()
         .is_some_and(|p| json.pointer(p).and_then(Value::as_bool) != Some(true));
     if ok_status && !failed_in_200 {
+        // Taken out of the envelope, not cloned (a deep copy of every record otherwise).
         let payload = match &svc.result {
-            Some(p) => json.pointer(p).cloned().unwrap_or(Value::Null),
+            Some(p) => {
+                let mut json = json;
+                json.pointer_mut(p).map(Value::take).unwrap_or(Value::Null)
+            }
             None => json,
         };
         return Ok(payload);
