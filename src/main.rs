@@ -10,6 +10,13 @@ use prospect_edge::token::{self, Mint};
 
 mod demo;
 
+/// jemalloc instead of glibc malloc: glibc's malloc/free were ~40 % of a 25-record
+/// search's instructions (the `Value` trees of each answer). Measured with
+/// `benches/load/instr.sh`: GET one contact −13 % instructions, peak RSS at 1,000
+/// connections unchanged (mimalloc, tried before, doubled it).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "prospect-edge",

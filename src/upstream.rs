@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -23,6 +24,11 @@ struct Pool {
     cfg: Upstream,
     client: Client<HttpConnector, Full<Bytes>>,
     breaker: Breaker,
+    /// Calls in flight to this service, at most `pool_idle_per_host`: the client opens a
+    /// new connection for every call above the idle pool and closes it afterwards, so
+    /// 1,000 concurrent clients meant ~1,400 upstream connections (connect + close per
+    /// call, ~40 MiB of buffers). Waiting for a slot counts against the call's timeout.
+    slots: tokio::sync::Semaphore,
 }
 
 /// Retries one request may spend over all its upstream calls (on top of each call's first
@@ -255,12 +261,14 @@ impl Upstreams {
                     .pool_max_idle_per_host(cfg.pool_idle_per_host)
                     .build(conn);
                 let breaker = Breaker::new(&cfg);
+                let slots = tokio::sync::Semaphore::new(cfg.pool_idle_per_host.max(1));
                 (
                     cfg.name.clone(),
                     Pool {
                         cfg,
                         client,
                         breaker,
+                        slots,
                     },
                 )
             })
@@ -363,22 +371,38 @@ async fn attempt_once(
     body: Option<Bytes>,
     trust: &Trust,
 ) -> Attempt {
+    let timed_out = || {
+        Problem::new(
+            Kind::UpstreamTimeout,
+            "A backing service did not answer in time",
+        )
+    };
+    // Nothing reached the service while waiting: neither the breaker nor `reached` counts it.
+    let Ok(Ok(_slot)) = tokio::time::timeout(pool.cfg.timeout, pool.slots.acquire()).await else {
+        return Attempt::Failed(timed_out());
+    };
     if let Err(p) = pool.breaker.admit() {
         return Attempt::Failed(p);
     }
     let uri = format!("{}{}", pool.cfg.base, path_and_query);
+    // Header names as constants: parsing them per call was ~2k instructions.
+    const TENANT: HeaderName = HeaderName::from_static("x-pc-tenant");
+    const USER: HeaderName = HeaderName::from_static("x-pc-user");
+    const REQUEST_ID: HeaderName = HeaderName::from_static("x-pc-request-id");
+    const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+    const JSON: HeaderValue = HeaderValue::from_static("application/json");
     let mut req = http::Request::builder()
         .method(method.as_str())
         .uri(uri)
-        .header("host", pool.cfg.authority.as_str())
-        .header("accept", "application/json")
-        .header("x-pc-tenant", trust.tenant.to_string())
-        .header("x-pc-user", trust.user.to_string())
-        .header("x-pc-request-id", trust.request_id.as_str())
-        .header("traceparent", trust.traceparent());
+        .header(http::header::HOST, pool.cfg.authority.as_str())
+        .header(http::header::ACCEPT, JSON)
+        .header(TENANT, trust.tenant)
+        .header(USER, trust.user)
+        .header(REQUEST_ID, trust.request_id.as_str())
+        .header(TRACEPARENT, trust.traceparent());
     let bytes = match body {
         Some(b) => {
-            req = req.header("content-type", "application/json");
+            req = req.header(http::header::CONTENT_TYPE, JSON);
             b
         }
         None => Bytes::new(),
@@ -465,10 +489,7 @@ async fn attempt_once(
         }
         Err(_) => {
             pool.breaker.failure();
-            Attempt::Failed(Problem::new(
-                Kind::UpstreamTimeout,
-                "A backing service did not answer in time",
-            ))
+            Attempt::Failed(timed_out())
         }
     }
 }
@@ -507,8 +528,12 @@ pub fn interpret(svc: &Service, res: Option<&Resource>, a: &Answer) -> Result<Va
         .as_ref()
         .is_some_and(|p| json.pointer(p).and_then(Value::as_bool) != Some(true));
     if ok_status && !failed_in_200 {
+        // Taken out of the envelope, not cloned (a deep copy of every record otherwise).
         let payload = match &svc.result {
-            Some(p) => json.pointer(p).cloned().unwrap_or(Value::Null),
+            Some(p) => {
+                let mut json = json;
+                json.pointer_mut(p).map(Value::take).unwrap_or(Value::Null)
+            }
             None => json,
         };
         return Ok(payload);
