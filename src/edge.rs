@@ -924,17 +924,20 @@ impl ProxyHttp for Edge {
         crate::metrics::DURATION
             .with_label_values(&[ctx.route])
             .observe(ctx.started.elapsed().as_secs_f64());
-        tracing::info!(
-            target: "access",
-            trace_id = ctx.trace_id.as_str(),
-            method = session.req_header().method.as_str(),
-            route = ctx.route,
-            status = ctx.status,
-            duration_ms = ctx.started.elapsed().as_secs_f64() * 1000.0,
-            upstream_ms = ctx.upstream_ms,
-            bytes_in = session.body_bytes_read(),
-            bytes_out = session.body_bytes_sent(),
-            tenant, client, user,
-        );
+        if crate::access_log::enabled() {
+            crate::access_log::write(&crate::access_log::Entry {
+                trace_id: ctx.trace_id.as_str(),
+                method: session.req_header().method.as_str(),
+                route: ctx.route,
+                status: ctx.status,
+                duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+                upstream_ms: ctx.upstream_ms,
+                bytes_in: session.body_bytes_read(),
+                bytes_out: session.body_bytes_sent(),
+                tenant,
+                client,
+                user,
+            });
+        }
     }
 }

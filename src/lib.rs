@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod config;

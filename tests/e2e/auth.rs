@@ -1266,3 +1266,21 @@ async fn opaque_tokens_are_introspected_and_cached_within_bounds() {
     let r = get_with(&w, &path, "opaque-late").await;
     r.assert_problem(503, "upstream-unavailable");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_kb_token_under_a_raised_head_cap_is_refused_by_authentication() {
+    // An operator who raises `max_request_header_bytes` past 100 KB still gets the
+    // token's own size check: 401, before any crypto and any upstream call.
+    let w = World::start_custom(
+        |_| {},
+        |_, config| config.push_str("max_request_header_bytes: 262144\n"),
+    )
+    .await;
+    let valid = w.token(1, 101);
+    let sig = valid.rsplit('.').next().expect("signature");
+    let head = valid.split('.').next().expect("header");
+    let huge = format!("{head}.{}.{sig}", "A".repeat(100 * 1024));
+    let before = calls(&w);
+    assert_token_refused(&w, "100 KB token", &huge).await;
+    assert_eq!(calls(&w), before, "100 KB token: an upstream was reached");
+}

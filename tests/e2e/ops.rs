@@ -359,3 +359,79 @@ async fn sigterm_lets_an_in_flight_request_finish() {
     let status = tokio::task::block_in_place(|| w.edge.wait_exit(Duration::from_secs(10)));
     assert!(status.is_some(), "the edge did not exit after SIGTERM");
 }
+
+/// The access-log line of the request with this trace id, once the edge has written it.
+async fn access_line(w: &World, trace_id: &str) -> serde_json::Value {
+    let log = w.edge.dir.path().join("edge.log");
+    for _ in 0..500 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["target"] == "access" && v["fields"]["trace_id"] == trace_id);
+        if let Some(v) = found {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no access line for {trace_id}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_has_one_line_per_request_with_ids_and_never_a_token() {
+    let w = World::start().await;
+    let token = w.token(1, 101);
+    let path = format!("/v1/contacts/{}", w.id("con", 1, 1));
+    let ok = w.call(1, 101, "GET", &path, None).await;
+    assert_eq!(ok.status, 200);
+    let line = access_line(&w, ok.header("trace-id").expect("trace id")).await;
+    let f = &line["fields"];
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(f["method"], "GET");
+    assert_eq!(f["route"], "get");
+    assert_eq!(f["status"], 200);
+    assert_eq!(f["tenant"], 1);
+    assert_eq!(f["user"], 101);
+    assert_eq!(f["client"], prospect_edge::token::Mint::new(1, 101).client);
+    assert_eq!(f["bytes_in"], 0);
+    assert_eq!(f["bytes_out"].as_u64(), Some(ok.body.len() as u64));
+    assert!(f["duration_ms"].as_f64().is_some_and(|d| d > 0.0));
+    assert!(f["upstream_ms"].as_f64().is_some_and(|d| d > 0.0));
+
+    // Refused before authentication: no identity, and still one line.
+    let bad = format!("Bearer {token}x");
+    let refused = w
+        .raw(
+            "GET",
+            &path,
+            &[("authorization", bad.as_str()), ("version", V)],
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, 401);
+    let line = access_line(&w, refused.header("trace-id").expect("trace id")).await;
+    assert_eq!(line["fields"]["status"], 401);
+    assert_eq!(line["fields"]["tenant"], 0);
+    assert_eq!(line["fields"]["client"], "");
+
+    // A write with a body: the body is counted, never logged; the token never appears.
+    let created = w
+        .call(
+            1,
+            101,
+            "POST",
+            "/v1/contacts",
+            Some(serde_json::json!({"email": "logged-never@example.com", "first_name": "Lo", "last_name": "G"})),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let line = access_line(&w, created.header("trace-id").expect("trace id")).await;
+    assert!(line["fields"]["bytes_in"].as_u64().is_some_and(|n| n > 0));
+    let log = std::fs::read_to_string(w.edge.dir.path().join("edge.log")).expect("log");
+    let signature = token.rsplit('.').next().expect("signature");
+    assert!(!log.contains(signature), "a token reached the log");
+    assert!(
+        !log.contains("logged-never@example.com"),
+        "a body reached the log"
+    );
+}
