@@ -62,7 +62,7 @@ pub fn line(e: &Entry<'_>) -> Vec<u8> {
         e.status, e.duration_ms, e.upstream_ms, e.bytes_in, e.bytes_out, e.tenant
     );
     string(&mut out, e.client);
-    let _ = write!(out, ",\"user\":{}}},\"target\":\"access\"}}\n", e.user);
+    let _ = writeln!(out, ",\"user\":{}}},\"target\":\"access\"}}", e.user);
     out
 }
 
