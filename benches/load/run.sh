@@ -4,6 +4,8 @@
 #   benches/load/run.sh            # everything on 127.0.0.1, about 7 minutes with the defaults
 #
 # Knobs (environment): THREADS=1 CONNS=32 DURATION=10s ROUNDS=3 BIG_CONNS=1000 BIG_DURATION=5s
+# WRK_CPUS=1 pins the load generator to that CPU list and SERVER_CPUS=0 pins everything
+# else (simulator, edges, nginx, redis) to that one: the generator "pinned apart".
 # EDGE_BIN=path uses that binary instead of building. KEEP=1 keeps the temp dir (configs, logs); PERF=1 profiles each edge's first round. Needs root only to install wrk/nginx/redis.
 #
 # It starts `prospect-edge demo` (the simulator with zero latency + the dev issuer), three
@@ -22,6 +24,20 @@ ROUNDS=${ROUNDS:-3}
 BIG_CONNS=${BIG_CONNS:-1000}
 BIG_DURATION=${BIG_DURATION:-5s}
 VERSION_HDR="Version: 2026-11-01"
+WRK_CPUS=${WRK_CPUS:-}
+SERVER_CPUS=${SERVER_CPUS:-}
+if [ -n "$SERVER_CPUS" ] && [ -z "${PINNED_SERVERS:-}" ]; then
+    # Re-run this script pinned: every process it starts inherits the CPU list.
+    PINNED_SERVERS=1 exec taskset -c "$SERVER_CPUS" "$0" "$@"
+fi
+# The load generator, pinned apart when asked.
+wrk() {
+    if [ -n "$WRK_CPUS" ]; then
+        taskset -c "$WRK_CPUS" wrk "$@"
+    else
+        command wrk "$@"
+    fi
+}
 
 say() { printf '%s\n' "$*" >&2; }
 die() {
@@ -31,7 +47,7 @@ die() {
 
 # ------------------------------------------------------------------ tools
 need=()
-command -v wrk >/dev/null || need+=(wrk)
+type -P wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v curl >/dev/null || need+=(curl)
@@ -396,6 +412,9 @@ PY
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'),"
     echo "load average $LOAD_BEFORE before measuring, $LOAD_AFTER after."
     echo "wrk -t$THREADS -c$CONNS -d$DURATION per run, $ROUNDS alternating rounds; medians of the rounds."
+    if [ -n "$WRK_CPUS$SERVER_CPUS" ]; then
+        echo "Pinned: wrk on CPU ${WRK_CPUS:-any}; simulator, edges, nginx and redis on CPU ${SERVER_CPUS:-any}."
+    fi
     echo "Edge: 2 threads; nginx: 2 workers; simulator: 1 runtime thread (zero latency)."
     echo
     cat "$T/table.md"
