@@ -10,15 +10,6 @@ use prospect_edge::mapping::{load_dir, Context};
 use prospect_edge::seal::Sealer;
 use serde_json::{json, Map, Value};
 
-const UPSTREAMS: [&str; 6] = [
-    "crm-core",
-    "sales",
-    "workflow",
-    "engagements",
-    "audit",
-    "iam",
-];
-
 fn mappings() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings")
 }
@@ -41,9 +32,7 @@ fn contact(id: i64) -> Value {
 }
 
 fn bench(c: &mut Criterion) {
-    let ctx = Context {
-        upstream_names: UPSTREAMS.to_vec(),
-    };
+    let ctx = Context::legacy();
     let plan = load_dir(&mappings(), &ctx).expect("the shipped mappings load");
     let contacts = plan.resources.get("contacts").expect("contacts").clone();
     let sealer = Sealer::new(

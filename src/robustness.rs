@@ -12,24 +12,13 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::mapping::model::Plan;
+use crate::mapping::search;
 use crate::mapping::transform::{self, Ctx, WriteMode};
-use crate::mapping::{search, Context};
 use crate::seal::Sealer;
 use crate::upstream::{self, Answer};
 
 static PLAN: LazyLock<Plan> = LazyLock::new(|| {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
-    let ctx = Context {
-        upstream_names: vec![
-            "crm-core",
-            "sales",
-            "workflow",
-            "engagements",
-            "audit",
-            "iam",
-        ],
-    };
-    crate::mapping::load_dir(&dir, &ctx).unwrap_or_else(|d| panic!("shipped mappings: {d:?}"))
+    crate::mapping::load_shipped().unwrap_or_else(|d| panic!("shipped mappings: {d:?}"))
 });
 
 static SEALER: LazyLock<Sealer> = LazyLock::new(|| {

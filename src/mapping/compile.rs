@@ -18,6 +18,31 @@ pub struct Context<'a> {
     pub upstream_names: Vec<&'a str>,
 }
 
+impl Context<'static> {
+    /// The six services of the legacy platform, under the names the shipped configs give
+    /// them.
+    pub fn legacy() -> Context<'static> {
+        Context {
+            upstream_names: vec![
+                "crm-core",
+                "sales",
+                "workflow",
+                "engagements",
+                "audit",
+                "iam",
+            ],
+        }
+    }
+}
+
+/// The shipped `mappings/` compiled against [`Context::legacy`] (tests, benches, fuzzing).
+pub fn load_shipped() -> Result<Plan, Diags> {
+    load_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings"),
+        &Context::legacy(),
+    )
+}
+
 /// Loads every `*.yaml` of `dir` and compiles the plan, or returns every error found.
 pub fn load_dir(dir: &Path, ctx: &Context) -> Result<Plan, Diags> {
     let mut d = Diags::default();

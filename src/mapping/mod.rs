@@ -10,5 +10,5 @@ pub mod transform;
 pub mod versions;
 mod versions_check;
 
-pub use compile::{load_dir, Context};
+pub use compile::{load_dir, load_shipped, Context};
 pub use model::Plan;

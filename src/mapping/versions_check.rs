@@ -174,17 +174,7 @@ mod tests {
             std::fs::copy(e.path(), dir.join(e.file_name())).unwrap_or_else(|e| panic!("{e}"));
         }
         std::fs::write(dir.join("versions.yaml"), versions).unwrap_or_else(|e| panic!("{e}"));
-        let ctx = Context {
-            upstream_names: vec![
-                "crm-core",
-                "sales",
-                "workflow",
-                "engagements",
-                "audit",
-                "iam",
-            ],
-        };
-        let out = match crate::mapping::load_dir(&dir, &ctx) {
+        let out = match crate::mapping::load_dir(&dir, &Context::legacy()) {
             Ok(_) => String::from("ok"),
             Err(d) => d.render(),
         };

@@ -458,24 +458,9 @@ impl<'a> Gen<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn shipped() -> Plan {
-        let names = [
-            "crm-core",
-            "sales",
-            "workflow",
-            "engagements",
-            "audit",
-            "iam",
-        ];
-        crate::mapping::load_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings"),
-            &crate::mapping::Context {
-                upstream_names: names.to_vec(),
-            },
-        )
-        .expect("shipped mappings compile")
+        crate::mapping::load_shipped().expect("shipped mappings compile")
     }
 
     fn settings() -> Settings {

@@ -5,30 +5,16 @@
 
 use std::path::Path;
 
+use prospect_edge::mapping::load_shipped;
 use prospect_edge::mapping::model::{Plan, Resource};
 use prospect_edge::mapping::transform::{self, Ctx, WriteMode};
-use prospect_edge::mapping::{load_dir, Context};
 use prospect_edge::seal::{InternalId, Sealer};
 use serde_json::{Map, Value};
 
 use crate::harness::{repo, CURSOR_SECRET, ID_SECRET};
 
 fn plan() -> Plan {
-    let names = [
-        "crm-core",
-        "sales",
-        "workflow",
-        "engagements",
-        "audit",
-        "iam",
-    ];
-    load_dir(
-        &repo().join("mappings"),
-        &Context {
-            upstream_names: names.to_vec(),
-        },
-    )
-    .unwrap_or_else(|d| panic!("{}", d.render()))
+    load_shipped().unwrap_or_else(|d| panic!("{}", d.render()))
 }
 
 fn resource<'a>(plan: &'a Plan, case: &Value) -> &'a Resource {

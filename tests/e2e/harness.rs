@@ -195,6 +195,15 @@ fn ready(admin: SocketAddr) -> bool {
     buf.starts_with("HTTP/1.1 200")
 }
 
+/// The value of one sample, by its exact name and label set as the text format prints it.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
 #[derive(Debug)]
 pub struct Resp {
     pub status: u16,
@@ -357,6 +366,25 @@ impl World {
             body.map(|b| serde_json::to_vec(&b).expect("json")),
         )
         .await
+    }
+
+    /// `GET /metrics` from the admin listener, as text.
+    pub async fn metrics(&self) -> String {
+        String::from_utf8_lossy(&self.admin("/metrics").await.body).to_string()
+    }
+
+    /// A counter's value now (0 while it has no sample yet).
+    pub async fn counter(&self, series: &str) -> u64 {
+        sample(&self.metrics().await, series).map_or(0, |v| v as u64)
+    }
+
+    /// Sends the edge SIGHUP (reload mappings and the TLS certificate).
+    pub fn hup(&self) {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &self.edge.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
     }
 
     pub async fn admin(&self, path: &str) -> Resp {

@@ -7,16 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{World, V};
-
-/// The value of one sample, by its exact name and label set as the text format prints it.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-    })
-}
+use crate::harness::{sample, World, V};
 
 async fn scrape(w: &World) -> String {
     let r = w.admin("/metrics").await;

@@ -5,14 +5,6 @@ use std::time::Duration;
 
 use crate::harness::World;
 
-fn hup(w: &World) {
-    let ok = std::process::Command::new("kill")
-        .args(["-HUP", &w.edge.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-}
-
 async fn reloads(w: &World, outcome: &str) -> u64 {
     w.admin("/readyz").await.json()["mapping_reloads"][outcome]
         .as_u64()
@@ -45,7 +37,7 @@ async fn a_new_field_is_served_after_sighup_and_a_broken_set_is_refused() {
     );
     assert_ne!(added, text);
     std::fs::write(&contacts, &added).expect("write");
-    hup(&w);
+    w.hup();
     wait_for(&w, "ok", 1).await;
     let after = w.call(1, 101, "GET", &path, None).await.json();
     assert_eq!(after["data"]["role"], "Chief Analyst");
@@ -59,7 +51,7 @@ async fn a_new_field_is_served_after_sighup_and_a_broken_set_is_refused() {
         ),
     )
     .expect("write");
-    hup(&w);
+    w.hup();
     wait_for(&w, "refused", 1).await;
     let still = w.call(1, 101, "GET", &path, None).await;
     assert_eq!(still.status, 200);

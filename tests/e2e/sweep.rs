@@ -1,11 +1,11 @@
 //! Every declared filter operator of every resource, from the compiled mappings: each search
 //! answers 200 and every record it returns satisfies the filter.
 
+use prospect_edge::mapping::load_shipped;
 use prospect_edge::mapping::model::{Codec, Op};
-use prospect_edge::mapping::{load_dir, Context};
 use serde_json::{json, Value};
 
-use crate::harness::{repo, World};
+use crate::harness::World;
 
 fn satisfied(op: Op, v: &Value, sample: &Value) -> bool {
     let has = |x: &Value| !x.is_null() && x != &json!("") && x != &json!([]);
@@ -37,21 +37,7 @@ fn satisfied(op: Op, v: &Value, sample: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_declared_operator_of_every_resource_filters_correctly() {
-    let names = [
-        "crm-core",
-        "sales",
-        "workflow",
-        "engagements",
-        "audit",
-        "iam",
-    ];
-    let plan = load_dir(
-        &repo().join("mappings"),
-        &Context {
-            upstream_names: names.to_vec(),
-        },
-    )
-    .unwrap_or_else(|d| panic!("{}", d.render()));
+    let plan = load_shipped().unwrap_or_else(|d| panic!("{}", d.render()));
     let w = World::start().await;
     let mut checked = 0;
     for res in plan.resources.values().filter(|r| r.search.is_some()) {

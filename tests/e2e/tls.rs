@@ -197,22 +197,11 @@ async fn served(addr: SocketAddr, ca_pem: &str) -> (Vec<u8>, Option<Vec<u8>>) {
     (cert, conn.alpn_protocol().map(<[u8]>::to_vec))
 }
 
-fn hup(w: &World) {
-    let ok = std::process::Command::new("kill")
-        .args(["-HUP", &w.edge.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-}
-
 async fn tls_reloads(w: &World, outcome: &str) -> u64 {
-    let metrics = String::from_utf8_lossy(&w.admin("/metrics").await.body).to_string();
-    let needle = format!("prospect_edge_tls_certificate_reloads_total{{outcome=\"{outcome}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+    w.counter(&format!(
+        "prospect_edge_tls_certificate_reloads_total{{outcome=\"{outcome}\"}}"
+    ))
+    .await
 }
 
 async fn wait_for_reload(w: &World, outcome: &str, n: u64) {
@@ -381,7 +370,7 @@ async fn a_certificate_swapped_on_disk_is_served_after_reload_without_dropping_c
     // New certificate on disk (as certbot would write it), then a reload.
     let second = ca.leaf("edge second");
     write_pair(certs.path(), &second);
-    hup(&w);
+    w.hup();
     wait_for_reload(&w, "ok", 1).await;
     let (cert, _) = served(tls, &ca.pem()).await;
     assert_eq!(cert, second.der, "new handshakes get the new certificate");
@@ -405,7 +394,7 @@ async fn a_certificate_swapped_on_disk_is_served_after_reload_without_dropping_c
         "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
     )
     .expect("write");
-    hup(&w);
+    w.hup();
     wait_for_reload(&w, "refused", 1).await;
     let (cert, _) = served(tls, &ca.pem()).await;
     assert_eq!(cert, second.der);
@@ -413,7 +402,7 @@ async fn a_certificate_swapped_on_disk_is_served_after_reload_without_dropping_c
     let third = ca.leaf("edge third");
     std::fs::write(certs.path().join("edge.crt"), &third.chain).expect("write");
     std::fs::write(certs.path().join("edge.key"), &first.key).expect("write");
-    hup(&w);
+    w.hup();
     wait_for_reload(&w, "refused", 2).await;
     let (cert, _) = served(tls, &ca.pem()).await;
     assert_eq!(cert, second.der);
@@ -514,13 +503,10 @@ async fn jwks_and_introspection_are_fetched_over_https_from_a_private_ca() {
 }
 
 async fn handshakes(w: &World, outcome: &str) -> u64 {
-    let metrics = String::from_utf8_lossy(&w.admin("/metrics").await.body).to_string();
-    let needle = format!("prospect_edge_tls_handshakes_total{{outcome=\"{outcome}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+    w.counter(&format!(
+        "prospect_edge_tls_handshakes_total{{outcome=\"{outcome}\"}}"
+    ))
+    .await
 }
 
 /// Reads until the edge closes the connection; what it sent (nothing expected).
