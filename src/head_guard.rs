@@ -267,8 +267,7 @@ impl HeadGuard {
     /// The whole HTTP/1.1 answer: the edge's usual headers, `extra` ones (whole lines), a
     /// problem body, and `Connection: close` (the rest of the head is never read).
     fn refusal(&self, kind: Kind, instance: &str, detail: &str, extra: &str) -> Vec<u8> {
-        let bytes: [u8; 16] = rand::random();
-        let trace_id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let trace_id = crate::edge::new_trace_id();
         let status_text = http::StatusCode::from_u16(kind.status())
             .ok()
             .and_then(|s| s.canonical_reason())

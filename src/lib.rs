@@ -12,6 +12,7 @@ pub mod config;
 pub mod diag;
 pub mod edge;
 pub mod head_guard;
+pub mod hex;
 pub mod json;
 pub mod mapping;
 pub mod metrics;

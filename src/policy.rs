@@ -261,10 +261,7 @@ impl RateLimiter {
 
 /// A short stable digest for key material that may hold any characters.
 fn hex8(s: &str) -> String {
-    Sha256::digest(s.as_bytes())[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::encode(&Sha256::digest(s.as_bytes())[..8])
 }
 
 // ------------------------------------------------------------------ idempotency
@@ -327,7 +324,7 @@ pub fn fingerprint(method: &str, path: &str, body: Option<&Value>, version: &str
         h.update(part.as_bytes());
         h.update([0]);
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&h.finalize())
 }
 
 fn entry_state(v: &Value, fp: &str) -> Claim {
@@ -381,10 +378,7 @@ impl IdempotencyStore {
         h.update(client.as_bytes());
         h.update([0]);
         h.update(key);
-        let d: String = h.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let d = crate::hex::encode(&h.finalize()[..16]);
         format!("{tenant}:{d}")
     }
 

@@ -125,7 +125,7 @@ fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
 }
 
 fn uuid_text(b: &[u8]) -> String {
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex = crate::hex::encode(b);
     format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],

@@ -30,6 +30,14 @@ pub enum TlsError {
     Unusable { path: String, reason: String },
 }
 
+/// The provider refused TLS 1.2 + 1.3 (it has no suites for them): never with `ring`.
+fn versions_refused(e: rustls::Error) -> TlsError {
+    TlsError::Unusable {
+        path: String::from("(built-in TLS versions)"),
+        reason: e.to_string(),
+    }
+}
+
 /// The rustls crypto provider of the whole process (pingora installs the same one).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     let _ =
@@ -137,10 +145,7 @@ pub fn client_config(extra: Option<&Path>) -> Result<rustls::ClientConfig, TlsEr
     }
     let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
-        .map_err(|e| TlsError::Unusable {
-            path: String::from("(built-in TLS versions)"),
-            reason: e.to_string(),
-        })?
+        .map_err(versions_refused)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(config)
@@ -168,10 +173,7 @@ pub struct TlsFront<H1, H2> {
 pub fn acceptor(certs: Arc<CertStore>) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])
-        .map_err(|e| TlsError::Unusable {
-            path: String::from("(built-in TLS versions)"),
-            reason: e.to_string(),
-        })?
+        .map_err(versions_refused)?
         .with_no_client_auth()
         .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
