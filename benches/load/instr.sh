@@ -14,6 +14,14 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
+need=()
+command -v valgrind >/dev/null || need+=(valgrind)
+command -v wrk >/dev/null || need+=(wrk)
+if ((${#need[@]})); then
+    [ "$(id -u)" = 0 ] || { echo "instr.sh: missing ${need[*]}: install them (Debian packages)" >&2; exit 1; }
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
 BIN=${1:-$ROOT/target/release/prospect-edge}
 SCENARIO=${SCENARIO:-a}
 SECS=${SECONDS_:-5}

@@ -52,6 +52,7 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
+[ -z "${PERF:-}" ] || command -v perf >/dev/null || need+=(linux-perf)
 if ((${#need[@]})); then
     [ "$(id -u)" = 0 ] || die "missing ${need[*]}: run as root to install them, or install them"
     say "installing ${need[*]} (Debian packages)"
