@@ -102,7 +102,15 @@ impl Gen<'_> {
                     .iter()
                     .map(|(_, f)| f)
                     .chain(v.fallback.as_deref())
-                    .map(|f| self.codec_schema(&f.codec, dir))
+                    .map(|f| {
+                        // A case may be null (a call created through the API has no notes).
+                        let schema = self.codec_schema(&f.codec, dir);
+                        if f.nullable && (dir == Dir::Read || !f.required) {
+                            or_null(schema)
+                        } else {
+                            schema
+                        }
+                    })
                     .collect();
                 let by = match &v.key {
                     crate::mapping::model::VariantKey::Public(name) => format!("`{name}`"),
