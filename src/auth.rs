@@ -26,8 +26,9 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Introspection, Issuer};
+use crate::mapping::Trust;
 use crate::problem::{Kind, Problem};
-use crate::upstream::{Trust, Upstreams};
+use crate::upstream::Upstreams;
 
 /// Tokens longer than this are refused before any parsing or crypto.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;

@@ -21,11 +21,12 @@ use serde_json::Value;
 use crate::auth::{Auth, Identity};
 use crate::config::EdgeConfig;
 use crate::mapping::model::{Plan, Resource};
+use crate::mapping::Trust;
 use crate::mapping::{self, exec::Exec, versions};
 use crate::openapi::{self, docs};
 use crate::problem::{Kind, Problem};
 use crate::seal::Sealer;
-use crate::upstream::{Trust, Upstreams};
+use crate::upstream::Upstreams;
 
 /// Public request bodies are capped at 1 MiB (contract §1).
 pub const MAX_BODY: usize = 1024 * 1024;
