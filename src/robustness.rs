@@ -11,11 +11,12 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
+use crate::mapping::dialect::interpret;
 use crate::mapping::model::Plan;
 use crate::mapping::search;
 use crate::mapping::transform::{self, Ctx, WriteMode};
 use crate::seal::Sealer;
-use crate::upstream::{self, Answer};
+use crate::upstream::Answer;
 
 static PLAN: LazyLock<Plan> = LazyLock::new(|| {
     crate::mapping::load_shipped().unwrap_or_else(|d| panic!("shipped mappings: {d:?}"))
@@ -186,11 +187,11 @@ proptest! {
     ) {
         let json = serde_json::to_vec(&b).unwrap_or_default();
         for bytes in [raw.clone(), json] {
-            let a = Answer { status, body: Bytes::from(bytes), elapsed: Duration::ZERO };
+            let a = Answer { status, headers: Default::default(), body: Bytes::from(bytes), elapsed: Duration::ZERO };
             for svc in PLAN.services.values() {
-                let _ = upstream::interpret(svc, None, &a);
+                let _ = interpret(svc, None, &a);
                 for res in PLAN.resources.values().filter(|r| r.service == svc.name) {
-                    if let Err(p) = upstream::interpret(svc, Some(res), &a) {
+                    if let Err(p) = interpret(svc, Some(res), &a) {
                         // Never upstream text in a problem: only the edge's own sentences.
                         prop_assert!(!p.detail.contains(char::REPLACEMENT_CHARACTER), "upstream bytes in the detail");
                         prop_assert!(p.status() >= 400);

@@ -1,21 +1,22 @@
-//! Calls to the legacy services: pooled HTTP/1.1 clients, timeouts, and the translation of
-//! each service's dialect (RPC envelopes, error codes, plain-text errors) into either a
-//! payload or a [`Problem`]. No upstream text ever reaches a problem's `detail`.
+//! The transport to the backing services: pooled HTTP/1.1 clients, timeouts, retries and
+//! circuit breakers. It sends a request prepared by the mapping side (method, path and
+//! query, headers, body) and hands back the raw [`Answer`] (status, headers, bytes); what a
+//! service's headers, paths and answers mean is the mapping's business (`crate::mapping::
+//! dialect`), so nothing here knows a dialect. Transport failures become problems here; no
+//! upstream text ever reaches a problem's `detail`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
 
 use crate::config::Upstream;
-use crate::mapping::model::{Method, Resource, Service};
-use crate::problem::{FieldError, Kind, Problem};
+use crate::problem::{Kind, Problem};
 
 /// Largest upstream body the edge accepts (a 250-record engagements page fits easily).
 const MAX_UPSTREAM_BODY: usize = 16 * 1024 * 1024;
@@ -35,14 +36,14 @@ struct Pool {
 /// attempt), so that a request fanning out to several calls cannot multiply an outage.
 pub const RETRY_BUDGET_PER_REQUEST: u32 = 2;
 
-/// The identity every upstream call carries; only the edge sets these headers.
+/// What the transport accounts per public request, over all its upstream calls. The
+/// identity a call carries (tenant, user) is not here: the mapping side puts it where each
+/// service wants it (`crate::mapping::Trust`).
 #[derive(Debug)]
-pub struct Trust {
-    pub tenant: u32,
-    pub user: u64,
-    pub request_id: String,
-    /// W3C trace flags of the request's trace (`01` sampled), repeated in each call's
-    /// `traceparent`.
+pub struct Ledger {
+    /// The request's trace id (32 hex), repeated in each call's `traceparent`.
+    pub trace_id: String,
+    /// W3C trace flags of the request's trace (`01` sampled).
     pub trace_flags: String,
     /// Upstream calls of this request that reached a service (answered or timed out):
     /// idempotency stores an answer only once a request reached the upstream.
@@ -53,12 +54,10 @@ pub struct Trust {
     pub retry_budget: std::sync::atomic::AtomicU32,
 }
 
-impl Trust {
-    pub fn new(tenant: u32, user: u64, request_id: String) -> Trust {
-        Trust {
-            tenant,
-            user,
-            request_id,
+impl Ledger {
+    pub fn new(trace_id: String) -> Ledger {
+        Ledger {
+            trace_id,
             trace_flags: "01".into(),
             reached: Default::default(),
             upstream_us: Default::default(),
@@ -66,16 +65,10 @@ impl Trust {
         }
     }
 
-    /// Keeps the caller's trace flags (the request continued a W3C trace).
-    pub fn with_trace_flags(mut self, flags: &str) -> Trust {
-        self.trace_flags = flags.to_string();
-        self
-    }
-
     /// A `traceparent` for one upstream call: this request's trace id, a new span id.
     pub fn traceparent(&self) -> String {
         let span: u64 = rand::random::<u64>().max(1);
-        format!("00-{}-{span:016x}-{}", self.request_id, self.trace_flags)
+        format!("00-{}-{span:016x}-{}", self.trace_id, self.trace_flags)
     }
 
     /// Time spent in upstream calls so far, in milliseconds.
@@ -96,6 +89,19 @@ impl Trust {
             )
             .is_ok()
     }
+}
+
+/// One prepared upstream request: everything but `Host` and `traceparent`, which the
+/// transport adds.
+#[derive(Debug)]
+pub struct Outgoing<'a> {
+    pub method: http::Method,
+    /// Already encoded (`/odata/v4/Contacts(…)?$top=5`).
+    pub path_and_query: &'a str,
+    pub headers: &'a [(HeaderName, HeaderValue)],
+    pub body: Option<Bytes>,
+    /// An idempotent read (GET or a search): retried after a connect failure or a 502/503.
+    pub safe: bool,
 }
 
 /// A circuit breaker's phase; the number is the `prospect_edge_circuit_state` gauge value.
@@ -234,6 +240,7 @@ pub struct Upstreams {
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
+    pub headers: HeaderMap,
     pub body: Bytes,
     pub elapsed: Duration,
 }
@@ -291,32 +298,15 @@ impl Upstreams {
         v
     }
 
-    /// One HTTP call; a GET is treated as safe to retry (see [`Upstreams::call_with`]).
-    pub async fn call(
-        &self,
-        service: &str,
-        method: Method,
-        path_and_query: &str,
-        body: Option<Vec<u8>>,
-        trust: &Trust,
-    ) -> Result<Answer, Problem> {
-        let safe = method == Method::Get;
-        self.call_with(service, method, path_and_query, body, safe, trust)
-            .await
-    }
-
     /// One HTTP call. Transport failures become the matching problem here. A `safe` call
-    /// (an idempotent read: GET or a search) is retried after a connect failure or a
-    /// 502/503 answer, up to the service's `retries` and the request's retry budget, with
-    /// jittered exponential backoff; writes are never retried.
-    pub async fn call_with(
+    /// is retried after a connect failure or a 502/503 answer, up to the service's
+    /// `retries` and the request's retry budget, with jittered exponential backoff; writes
+    /// are never retried.
+    pub async fn send(
         &self,
         service: &str,
-        method: Method,
-        path_and_query: &str,
-        body: Option<Vec<u8>>,
-        safe: bool,
-        trust: &Trust,
+        req: Outgoing<'_>,
+        trust: &Ledger,
     ) -> Result<Answer, Problem> {
         let Some(pool) = self.pools.get(service) else {
             return Err(Problem::new(
@@ -324,11 +314,10 @@ impl Upstreams {
                 "No upstream is configured for this operation",
             ));
         };
-        let body = body.map(Bytes::from);
-        let retries = if safe { pool.cfg.retries } else { 0 };
+        let retries = if req.safe { pool.cfg.retries } else { 0 };
         let mut attempt = 0u32;
         loop {
-            let outcome = attempt_once(pool, method, path_and_query, body.clone(), trust).await;
+            let outcome = attempt_once(pool, &req, trust).await;
             let retryable = match &outcome {
                 Attempt::Answered(a) => matches!(a.status, 502 | 503),
                 Attempt::Refused(_) => true,
@@ -364,13 +353,7 @@ impl Upstreams {
     }
 }
 
-async fn attempt_once(
-    pool: &Pool,
-    method: Method,
-    path_and_query: &str,
-    body: Option<Bytes>,
-    trust: &Trust,
-) -> Attempt {
+async fn attempt_once(pool: &Pool, out: &Outgoing<'_>, trust: &Ledger) -> Attempt {
     let timed_out = || {
         Problem::new(
             Kind::UpstreamTimeout,
@@ -384,29 +367,17 @@ async fn attempt_once(
     if let Err(p) = pool.breaker.admit() {
         return Attempt::Failed(p);
     }
-    let uri = format!("{}{}", pool.cfg.base, path_and_query);
-    // Header names as constants: parsing them per call was ~2k instructions.
-    const TENANT: HeaderName = HeaderName::from_static("x-pc-tenant");
-    const USER: HeaderName = HeaderName::from_static("x-pc-user");
-    const REQUEST_ID: HeaderName = HeaderName::from_static("x-pc-request-id");
+    let uri = format!("{}{}", pool.cfg.base, out.path_and_query);
     const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-    const JSON: HeaderValue = HeaderValue::from_static("application/json");
     let mut req = http::Request::builder()
-        .method(method.as_str())
+        .method(out.method.clone())
         .uri(uri)
         .header(http::header::HOST, pool.cfg.authority.as_str())
-        .header(http::header::ACCEPT, JSON)
-        .header(TENANT, trust.tenant)
-        .header(USER, trust.user)
-        .header(REQUEST_ID, trust.request_id.as_str())
         .header(TRACEPARENT, trust.traceparent());
-    let bytes = match body {
-        Some(b) => {
-            req = req.header(http::header::CONTENT_TYPE, JSON);
-            b
-        }
-        None => Bytes::new(),
-    };
+    for (k, v) in out.headers {
+        req = req.header(k, v);
+    }
+    let bytes = out.body.clone().unwrap_or_default();
     let Ok(req) = req.body(Full::new(bytes)) else {
         return Attempt::Failed(Problem::new(
             Kind::Internal,
@@ -426,7 +397,8 @@ async fn attempt_once(
             }
         })?;
         let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), MAX_UPSTREAM_BODY)
+        let (parts, body) = resp.into_parts();
+        let body = Limited::new(body, MAX_UPSTREAM_BODY)
             .collect()
             .await
             .map_err(|_| {
@@ -436,7 +408,7 @@ async fn attempt_once(
                 ))
             })?
             .to_bytes();
-        Ok::<_, Option<Problem>>((status, body))
+        Ok::<_, Option<Problem>>((status, parts.headers, body))
     };
     let outcome = tokio::time::timeout(pool.cfg.timeout, fut).await;
     let service = pool.cfg.name.as_str();
@@ -454,7 +426,7 @@ async fn attempt_once(
             .inc()
     };
     match &outcome {
-        Ok(Ok((status, _))) if *status >= 500 => errors("status_5xx"),
+        Ok(Ok((status, _, _))) if *status >= 500 => errors("status_5xx"),
         Ok(Ok(_)) => {}
         Ok(Err(None)) => errors("unavailable"),
         Ok(Err(Some(p))) if p.detail.contains("incomplete") => errors("incomplete"),
@@ -467,7 +439,7 @@ async fn attempt_once(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     match outcome {
-        Ok(Ok((status, body))) => {
+        Ok(Ok((status, headers, body))) => {
             if status >= 500 {
                 pool.breaker.failure();
             } else {
@@ -475,6 +447,7 @@ async fn attempt_once(
             }
             Attempt::Answered(Answer {
                 status,
+                headers,
                 body,
                 elapsed: started.elapsed(),
             })
@@ -500,106 +473,4 @@ pub fn unavailable() -> Problem {
         "A backing service is unavailable; retry later",
     )
     .with_header("retry-after", "5")
-}
-
-/// Reads one service's answer: the payload of a success, or the problem its error means.
-pub fn interpret(svc: &Service, res: Option<&Resource>, a: &Answer) -> Result<Value, Problem> {
-    let ok_status = (200..300).contains(&a.status);
-    if svc.text_errors && !ok_status {
-        return Err(by_status(svc, a.status));
-    }
-    let json: Option<Value> = if a.body.is_empty() {
-        Some(Value::Null)
-    } else {
-        serde_json::from_slice(&a.body).ok()
-    };
-    let Some(json) = json else {
-        return Err(if ok_status {
-            Problem::new(
-                Kind::UpstreamError,
-                "A backing service answered with something that is not JSON",
-            )
-        } else {
-            by_status(svc, a.status)
-        });
-    };
-    let failed_in_200 = svc
-        .success
-        .as_ref()
-        .is_some_and(|p| json.pointer(p).and_then(Value::as_bool) != Some(true));
-    if ok_status && !failed_in_200 {
-        // Taken out of the envelope, not cloned (a deep copy of every record otherwise).
-        let payload = match &svc.result {
-            Some(p) => {
-                let mut json = json;
-                json.pointer_mut(p).map(Value::take).unwrap_or(Value::Null)
-            }
-            None => json,
-        };
-        return Ok(payload);
-    }
-    let code = svc
-        .code
-        .as_ref()
-        .and_then(|p| json.pointer(p))
-        .map(|c| match c {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        });
-    let kind = code
-        .as_deref()
-        .and_then(|c| svc.codes.get(c).copied())
-        .or_else(|| svc.statuses.get(&a.status).copied())
-        .unwrap_or_else(|| default_kind(a.status));
-    let mut p = Problem::new(kind, safe_detail(kind));
-    if kind == Kind::InvalidRequest {
-        let mut errors = Vec::new();
-        if let Some((at, member)) = &svc.field_errors {
-            for e in json
-                .pointer(at)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let up = e.get(member).and_then(Value::as_str).unwrap_or_default();
-                let pointer = res
-                    .and_then(|r| r.pointer_of_upstream(up))
-                    .unwrap_or_default();
-                errors.push(FieldError::new(pointer, "was refused by validation"));
-            }
-        }
-        if errors.is_empty() {
-            errors.push(FieldError::new("", "was refused by validation"));
-        }
-        p.errors = errors;
-    }
-    Err(p)
-}
-
-fn by_status(svc: &Service, status: u16) -> Problem {
-    let kind = svc
-        .statuses
-        .get(&status)
-        .copied()
-        .unwrap_or_else(|| default_kind(status));
-    Problem::new(kind, safe_detail(kind))
-}
-
-fn default_kind(status: u16) -> Kind {
-    match status {
-        404 => Kind::NotFound,
-        409 => Kind::Conflict,
-        _ => Kind::UpstreamError,
-    }
-}
-
-fn safe_detail(kind: Kind) -> &'static str {
-    match kind {
-        Kind::NotFound => "No such resource",
-        Kind::Conflict => "The request conflicts with the current state of the resource",
-        Kind::Unprocessable => "The request was refused by a business rule",
-        Kind::InvalidRequest => "The request was refused by validation",
-        Kind::PermissionDenied => "The user's role does not allow this operation",
-        _ => "A backing service could not complete the request",
-    }
 }

@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use prospect_edge::upstream::{interpret, Answer};
+use prospect_edge::mapping::dialect::interpret;
+use prospect_edge::upstream::Answer;
 
 fuzz_target!(|data: &[u8]| {
     let (status, body) = match data {
@@ -16,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let a = Answer {
         status,
+        headers: Default::default(),
         body: bytes::Bytes::copy_from_slice(body),
         elapsed: Duration::ZERO,
     };

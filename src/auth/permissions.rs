@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use super::{invalid, Auth};
 use crate::problem::{Kind, Problem};
-use crate::upstream::{Trust, Upstreams};
+use crate::mapping::Trust;
+use crate::upstream::Upstreams;
 
 impl Auth {
     /// The user's CRM permissions, cached per (tenant, user) for the configured lifetime;

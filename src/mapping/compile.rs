@@ -123,6 +123,7 @@ pub fn load_dir(dir: &Path, ctx: &Context) -> Result<Plan, Diags> {
             path: &path,
             d: &mut d,
             services: &services,
+            current: None,
         };
         let compiled = if raw.sources.is_some() {
             c.multi(&raw, &sources)
@@ -348,8 +349,10 @@ fn compile_service(
             ),
         }
     }
+    let conventions = conventions(path, s, d);
     Some(Service {
         name: name.to_string(),
+        conventions,
         text_errors,
         success: s.success.as_ref().and_then(|p| pointer(path, p, d)),
         result: s.result.as_ref().and_then(|p| pointer(path, p, d)),
@@ -357,10 +360,127 @@ fn compile_service(
         field_errors: s
             .field_errors
             .as_ref()
-            .and_then(|f| pointer(path, &f.at, d).map(|p| (p, f.field.clone()))),
+            .and_then(|f| pointer(path, &f.at, d).map(|p| (p, UpPath::parse(&f.field)))),
         codes,
         statuses,
     })
+}
+
+fn header_name(path: &Path, s: &Spanned<String>, d: &mut Diags) -> Option<http::HeaderName> {
+    match http::HeaderName::from_bytes(s.as_bytes()) {
+        Ok(h) => Some(h),
+        Err(_) => {
+            d.at(
+                path,
+                s.span(),
+                format!("`{}` is not a header name", s.as_str()),
+            );
+            None
+        }
+    }
+}
+
+/// A service's trust placement, static headers and media type.
+fn conventions(path: &Path, s: &RawService, d: &mut Diags) -> Conventions {
+    let mut c = Conventions::platform();
+    if let Some(t) = &s.trust {
+        let mut place = |p: &Option<RawPlace>, what: &str, var: Var, c: &mut Conventions| {
+            let Some(p) = p else {
+                if what != "request_id" {
+                    d.file(
+                        path,
+                        format!(
+                            "service `trust` must say where `{what}` goes (header, query or path: true)"
+                        ),
+                    );
+                }
+                return Place::Nowhere;
+            };
+            match (&p.header, &p.query, &p.path) {
+                (Some(h), None, None) => header_name(path, h, d)
+                    .map(Place::Header)
+                    .unwrap_or(Place::Nowhere),
+                (None, Some(q), None) => Place::Query(q.to_string()),
+                (None, None, Some(b)) if **b => {
+                    c.in_path.push(var);
+                    Place::Nowhere
+                }
+                _ => {
+                    let span = p
+                        .header
+                        .as_ref()
+                        .or(p.query.as_ref())
+                        .map(|x| *x.span())
+                        .or(p.path.as_ref().map(|x| *x.span()));
+                    let msg =
+                        format!("trust `{what}`: exactly one of `header`, `query` or `path: true`");
+                    match span {
+                        Some(sp) => d.at(path, &sp, msg),
+                        None => d.file(path, msg),
+                    }
+                    Place::Nowhere
+                }
+            }
+        };
+        c.tenant = place(&t.tenant, "tenant", Var::Tenant, &mut c);
+        c.user = place(&t.user, "user", Var::User, &mut c);
+        c.request_id = place(&t.request_id, "request_id", Var::RequestId, &mut c);
+    }
+    if let Some(m) = &s.media_type {
+        match http::HeaderValue::from_str(m) {
+            Ok(v) if m.contains('/') => {
+                c.headers = vec![(http::header::ACCEPT, v.clone())];
+                c.media_type = v;
+            }
+            _ => d.at(
+                path,
+                m.span(),
+                format!("`{}` is not a media type", m.as_str()),
+            ),
+        }
+    }
+    for (k, v) in &s.headers {
+        let Ok(name) = http::HeaderName::from_bytes(k.as_bytes()) else {
+            d.at(path, v.span(), format!("`{k}` is not a header name"));
+            continue;
+        };
+        match http::HeaderValue::from_str(v) {
+            Ok(hv) => {
+                c.headers.retain(|(n, _)| n != name);
+                c.headers.push((name, hv));
+            }
+            Err(_) => d.at(path, v.span(), "not a valid header value"),
+        }
+    }
+    c
+}
+
+/// Parses a `{var}` template; every hole must name a known value.
+pub fn parse_tpl(s: &str) -> Result<Tpl, String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('{') {
+        if i > 0 {
+            out.push(Piece::Lit(rest[..i].to_string()));
+        }
+        let Some(j) = rest[i..].find('}') else {
+            return Err(format!("`{s}`: a `{{` is not closed"));
+        };
+        let name = &rest[i + 1..i + j];
+        match Var::parse(name) {
+            Some(v) => out.push(Piece::Var(v)),
+            None => {
+                return Err(format!(
+                    "`{{{name}}}` is not a template value (id, tenant, user, request_id, size)"
+                ))
+            }
+        }
+        rest = &rest[i + j + 1..];
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Lit(rest.to_string()));
+    }
+    Ok(Tpl(out))
 }
 
 fn is_date(s: &str) -> bool {
@@ -478,6 +598,8 @@ struct Compiler<'a> {
     path: &'a Path,
     d: &'a mut Diags,
     services: &'a HashMap<String, Service>,
+    /// The service of the resource (or source) being compiled.
+    current: Option<String>,
 }
 
 impl Compiler<'_> {
@@ -510,27 +632,118 @@ impl Compiler<'_> {
             return None;
         }
         let (p, q) = rest.split_once('?').unwrap_or((rest, ""));
-        let query = q
-            .split('&')
-            .filter(|kv| !kv.is_empty())
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                (k.to_string(), v.to_string())
-            })
-            .collect();
+        let mut query = Vec::new();
+        for kv in q.split('&').filter(|kv| !kv.is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            match parse_tpl(v) {
+                Ok(t) => query.push((k.to_string(), t)),
+                Err(e) => self.err(s.span(), e),
+            }
+        }
+        let path = match parse_tpl(p) {
+            Ok(t) => t,
+            Err(e) => {
+                self.err(s.span(), e);
+                return None;
+            }
+        };
+        if path.uses(Var::Size) {
+            self.err(
+                s.span(),
+                "`{size}` is a value of a search's paging, not of a path",
+            );
+        }
+        if let Some(svc) = self.current.as_deref().and_then(|n| self.services.get(n)) {
+            for v in &svc.conventions.in_path {
+                if !path.uses(*v) {
+                    let name = if *v == Var::Tenant { "tenant" } else { "user" };
+                    self.err(
+                        s.span(),
+                        format!(
+                            "service `{}` takes the {name} in the path: the call needs `{{{name}}}`",
+                            svc.name
+                        ),
+                    );
+                }
+            }
+        }
         Some(Call {
             method,
-            path: p.to_string(),
+            path,
             query,
+            headers: Vec::new(),
             body: body.map(|b| template(b)),
+            record: None,
+            id_from: None,
         })
+    }
+
+    /// Per-call headers (templates).
+    fn headers(&mut self, raw: &IndexMap<String, Spanned<String>>) -> Vec<(http::HeaderName, Tpl)> {
+        let mut out = Vec::new();
+        for (k, v) in raw {
+            let Ok(name) = http::HeaderName::from_bytes(k.as_bytes()) else {
+                self.err(v.span(), format!("`{k}` is not a header name"));
+                continue;
+            };
+            if http::HeaderValue::from_str(v).is_err() {
+                self.err(v.span(), "not a valid header value");
+                continue;
+            }
+            match parse_tpl(v) {
+                Ok(t) => out.push((name, t)),
+                Err(e) => self.err(v.span(), e),
+            }
+        }
+        out
+    }
+
+    /// A whole `RawCall`: the call line, its body, headers, record pointer and id source.
+    fn full_call(&mut self, c: &RawCall) -> Option<Call> {
+        let mut call = self.call(&c.call, c.body.as_ref())?;
+        call.headers = self.headers(&c.headers);
+        call.record = c
+            .record
+            .as_ref()
+            .and_then(|p| pointer(self.path, p, self.d));
+        if let Some(idf) = &c.id_from {
+            call.id_from = match (&idf.pointer, &idf.header) {
+                (Some(p), None) => pointer(self.path, p, self.d).map(IdFrom::Pointer),
+                (None, Some(h)) => {
+                    let name = header_name(self.path, h, self.d)?;
+                    let pattern = idf.pattern.as_ref().map(|p| p.as_str()).unwrap_or("{id}");
+                    match pattern.split_once("{id}") {
+                        Some((before, after)) if !after.contains("{id}") => Some(IdFrom::Header {
+                            name,
+                            before: before.to_string(),
+                            after: after.to_string(),
+                        }),
+                        _ => {
+                            self.err(
+                                idf.pattern.as_ref().map(|p| p.span()).unwrap_or(h.span()),
+                                "id_from: the pattern needs exactly one `{id}`",
+                            );
+                            None
+                        }
+                    }
+                }
+                _ => {
+                    self.err(
+                        c.call.span(),
+                        "id_from needs exactly one of `pointer` or `header` (with `pattern`)",
+                    );
+                    None
+                }
+            };
+        }
+        Some(call)
     }
 
     fn time_format(&mut self, f: Option<&Spanned<String>>, span: &Span) -> Option<TimeFormat> {
         let Some(f) = f else {
             self.err(
                 span,
-                "a timestamp or date needs `format` (epoch_ms, epoch_s, aspnet or sql_utc)",
+                "a timestamp or date needs `format` (epoch_ms, epoch_s, aspnet, sql_utc, rfc3339 or iso8601_offset)",
             );
             return None;
         };
@@ -539,10 +752,12 @@ impl Compiler<'_> {
             "epoch_s" => TimeFormat::EpochS,
             "aspnet" => TimeFormat::AspNet,
             "sql_utc" => TimeFormat::SqlUtc,
+            "rfc3339" => TimeFormat::Rfc3339,
+            "iso8601_offset" => TimeFormat::Iso8601Offset,
             other => {
                 self.err(
                     f.span(),
-                    format!("format `{other}` is not one of epoch_ms, epoch_s, aspnet, sql_utc"),
+                    format!("format `{other}` is not one of epoch_ms, epoch_s, aspnet, sql_utc, rfc3339, iso8601_offset"),
                 );
                 return None;
             }
@@ -773,7 +988,14 @@ impl Compiler<'_> {
                 };
                 filters.push((
                     op,
-                    self.filter_target(op, &codec, from.as_ref(), f.params.as_ref(), style),
+                    self.filter_target(
+                        op,
+                        &codec,
+                        from.as_ref(),
+                        f.params.as_ref(),
+                        style,
+                        f.filter_as.as_ref().map(|s| s.as_str()),
+                    ),
                 ));
             }
         }
@@ -795,6 +1017,10 @@ impl Compiler<'_> {
             filters,
             sort: f.sort.as_ref().map(|s| s.to_string()),
             description: f.description.clone(),
+            write: f.write.as_ref().map(|w| WriteAs {
+                to: w.to.as_ref().map(|t| UpPath::parse(t)),
+                template: w.template.as_ref().map(|t| (**t).clone()),
+            }),
         })
     }
 
@@ -805,6 +1031,7 @@ impl Compiler<'_> {
         from: Option<&UpPath>,
         params: Option<&IndexMap<String, Spanned<String>>>,
         style: &FilterStyle,
+        filter_as: Option<&str>,
     ) -> FilterTarget {
         let param = |name: &str| params.and_then(|p| p.get(name)).map(|s| s.to_string());
         if let Some(p) = param(op.name()) {
@@ -834,6 +1061,13 @@ impl Compiler<'_> {
             }
             return FilterTarget::Param(p);
         }
+        if let FilterStyle::Dialect(d) = style {
+            let name = filter_as.map(str::to_string).or(from.map(UpPath::dotted));
+            return match name {
+                Some(n) if d.ops.iter().any(|(o, _)| *o == op) => FilterTarget::Dialect(n),
+                _ => FilterTarget::Local,
+            };
+        }
         if matches!(codec, Codec::Attachment(_)) {
             return if op == Op::Eq {
                 FilterTarget::Attachment
@@ -846,6 +1080,7 @@ impl Compiler<'_> {
                 (Op::NotHasValue, _) | (_, None) => FilterTarget::Local,
                 (_, Some(f)) => FilterTarget::Where(f.dotted()),
             },
+            FilterStyle::Dialect(_) => FilterTarget::Local,
             FilterStyle::Params | FilterStyle::Object(_) => match op {
                 Op::Eq => match from {
                     Some(f) => FilterTarget::Param(f.dotted()),
@@ -915,15 +1150,28 @@ impl Compiler<'_> {
     }
 
     fn search(&mut self, s: &RawSearch) -> Option<(Search, String)> {
-        let call = self.call(&s.call, None);
+        let call = self.call(&s.call, None).map(|mut c| {
+            c.headers = self.headers(&s.headers);
+            c
+        });
         let filters = match s.filters.as_str() {
             "where_list" => FilterStyle::WhereList,
             "params" => FilterStyle::Params,
+            "dialect" => match &s.dialect {
+                Some(d) => FilterStyle::Dialect(Box::new(self.dialect(d)?)),
+                None => {
+                    self.err(
+                        s.filters.span(),
+                        "filters: dialect needs a `dialect:` block (into, ops, literals)",
+                    );
+                    return None;
+                }
+            },
             o if o.starts_with("object:") => FilterStyle::Object(o["object:".len()..].to_string()),
             o => {
                 self.err(
                     s.filters.span(),
-                    format!("filters `{o}` must be where_list, params or object:<key>"),
+                    format!("filters `{o}` must be dialect, where_list, params or object:<key>"),
                 );
                 return None;
             }
@@ -931,6 +1179,24 @@ impl Compiler<'_> {
         let sort = match s.sort.as_ref().map(|x| (x.style.as_str(), *x.style.span())) {
             None => SortStyle::Local,
             Some(("fixed", _)) => SortStyle::Fixed,
+            Some(("param", sp)) => {
+                let r = s.sort.as_ref()?;
+                match (&r.param, &r.template) {
+                    (Some(p), Some(t)) if t.contains("{field}") => SortStyle::Param {
+                        param: p.to_string(),
+                        template: t.to_string(),
+                        asc: r.asc.clone().unwrap_or_else(|| "asc".into()),
+                        desc: r.desc.clone().unwrap_or_else(|| "desc".into()),
+                    },
+                    _ => {
+                        self.err(
+                            &sp,
+                            "sort style param needs `param` and a `template` with `{field}` (and `{dir}`: asc/desc words)",
+                        );
+                        return None;
+                    }
+                }
+            }
             Some(("local", _)) => SortStyle::Local,
             Some((o, _)) if o.starts_with("order_by_list:") => {
                 SortStyle::OrderByList(o["order_by_list:".len()..].to_string())
@@ -982,15 +1248,40 @@ impl Compiler<'_> {
                 next: need(&p.next.as_ref().map(|m| m.to_string()), "next", self)?,
                 more: p.more.as_ref().map(|m| m.to_string()),
             },
+            "next_link" => {
+                let Some(n) = &p.next else {
+                    self.err(
+                        p.style.span(),
+                        "paging style next_link needs `next` (a pointer to the link, or link_header)",
+                    );
+                    return None;
+                };
+                let next = if n.as_str() == "link_header" {
+                    NextFrom::LinkHeader
+                } else {
+                    NextFrom::Pointer(pointer(self.path, n, self.d)?)
+                };
+                let size = match &p.size {
+                    None => None,
+                    Some(r) => Some(self.inject(r, p.style.span())?),
+                };
+                Paging::NextLink { next, size }
+            }
             "none" => Paging::None,
             o => {
                 self.err(
                     p.style.span(),
-                    format!("paging style `{o}` must be offset, page, start_count, token or none"),
+                    format!("paging style `{o}` must be offset, page, start_count, token, next_link or none"),
                 );
                 return None;
             }
         };
+        if p.size.is_some() && !matches!(paging, Paging::NextLink { .. }) {
+            self.err(
+                p.style.span(),
+                "paging `size` belongs to style next_link (the other styles name their size parameter in `limit`)",
+            );
+        }
         let items = pointer(self.path, &s.items, self.d)?;
         let total = s.total.as_ref().and_then(|t| pointer(self.path, t, self.d));
         let constants = s
@@ -1015,7 +1306,240 @@ impl Compiler<'_> {
         ))
     }
 
+    /// Where a value the edge chooses goes: a parameter, or a header with a template.
+    fn inject(&mut self, r: &RawInject, span: &Span) -> Option<Inject> {
+        match (&r.param, &r.header, &r.value) {
+            (Some(p), None, None) => Some(Inject::Param(p.to_string())),
+            (None, Some(h), v) => {
+                let name = header_name(self.path, h, self.d)?;
+                let text = v.as_ref().map(|v| v.as_str()).unwrap_or("{size}");
+                match parse_tpl(text) {
+                    Ok(t) if t.uses(Var::Size) => Some(Inject::Header(name, t)),
+                    Ok(_) => {
+                        self.err(
+                            v.as_ref().map(|v| v.span()).unwrap_or(h.span()),
+                            "the size header's `value` needs `{size}`",
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        self.err(v.as_ref().map(|v| v.span()).unwrap_or(h.span()), e);
+                        None
+                    }
+                }
+            }
+            _ => {
+                self.err(
+                    span,
+                    "paging `size` is `{param: <name>}` or `{header: <name>, value: \"…{size}…\"}`",
+                );
+                None
+            }
+        }
+    }
+
+    fn escapes(&mut self, m: &IndexMap<String, String>, span: &Span) -> Vec<(char, String)> {
+        let mut out = Vec::new();
+        for (k, v) in m {
+            let mut chars = k.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => out.push((c, v.clone())),
+                _ => self.err(span, format!("escape `{k}`: one character per entry")),
+            }
+        }
+        out
+    }
+
+    /// A filter dialect: each operator's clause templates, checked now.
+    fn dialect(&mut self, r: &RawDialect) -> Option<FilterDialect> {
+        let span = *r.into.span();
+        let into = match r.into.as_str() {
+            "params" => FilterInto::Params,
+            o if o.starts_with("param:") && o.len() > 6 => FilterInto::Param {
+                name: o[6..].to_string(),
+                join: r.join.clone().unwrap_or_else(|| " and ".into()),
+            },
+            o if o.starts_with("list:/") => FilterInto::List(o[5..].to_string()),
+            o => {
+                self.err(
+                    &span,
+                    format!("dialect into `{o}` must be param:<name>, params or list:<pointer>"),
+                );
+                return None;
+            }
+        };
+        const HOLES: [&str; 4] = ["field", "value", "high", "values"];
+        let check_text = |t: &str| -> Result<(), String> {
+            let mut rest = t;
+            while let Some(i) = rest.find('{') {
+                let Some(j) = rest[i..].find('}') else {
+                    return Err(format!("`{t}`: a `{{` is not closed"));
+                };
+                let name = &rest[i + 1..i + j];
+                if !HOLES.contains(&name) {
+                    return Err(format!(
+                        "`{{{name}}}` is not a filter template value (field, value, high, values)"
+                    ));
+                }
+                rest = &rest[i + j + 1..];
+            }
+            Ok(())
+        };
+        let mut ops = Vec::new();
+        for (name, o) in &r.ops {
+            let ospan = o
+                .clause
+                .as_ref()
+                .map(|c| *c.span())
+                .or(o.object.as_ref().map(|c| *c.span()))
+                .or(o
+                    .clauses
+                    .as_ref()
+                    .and_then(|c| c.first())
+                    .map(|c| *c.span()))
+                .unwrap_or(span);
+            let Some(op) = Op::parse(name) else {
+                self.err(
+                    &ospan,
+                    format!(
+                        "dialect operator `{name}` is unknown ({})",
+                        Op::ALL.map(Op::name).join(", ")
+                    ),
+                );
+                continue;
+            };
+            let mut texts: Vec<&Spanned<String>> = Vec::new();
+            if let Some(c) = &o.clause {
+                texts.push(c);
+            }
+            for c in o.clauses.iter().flatten() {
+                texts.push(c);
+            }
+            let mut clauses = Vec::new();
+            match (&into, &o.object, texts.is_empty()) {
+                (FilterInto::List(_), Some(obj), true) => {
+                    fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+                        match v {
+                            Value::String(s) => out.push(s),
+                            Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+                            Value::Object(m) => m.values().for_each(|x| strings(x, out)),
+                            _ => {}
+                        }
+                    }
+                    let mut all = Vec::new();
+                    strings(obj, &mut all);
+                    for t in all {
+                        if let Err(e) = check_text(t) {
+                            self.err(obj.span(), e);
+                        }
+                    }
+                    clauses.push(Clause::Object(template(obj)));
+                }
+                (FilterInto::List(_), _, _) => {
+                    self.err(
+                        &ospan,
+                        format!("`{name}`: a `list:` dialect renders each clause as an `object`"),
+                    );
+                    continue;
+                }
+                (_, None, false) => {
+                    for t in texts {
+                        if let Err(e) = check_text(t) {
+                            self.err(t.span(), e);
+                            continue;
+                        }
+                        if matches!(into, FilterInto::Params) {
+                            match t.split_once('=') {
+                                Some((k, v)) if !k.is_empty() => {
+                                    clauses.push(Clause::Pair(k.to_string(), v.to_string()))
+                                }
+                                _ => self.err(
+                                    t.span(),
+                                    "a `params` clause is `key=value` (`filter[{field}][eq]={value}`)",
+                                ),
+                            }
+                        } else {
+                            clauses.push(Clause::Text(t.to_string()));
+                        }
+                    }
+                }
+                _ => {
+                    self.err(
+                        &ospan,
+                        format!(
+                            "`{name}` needs `clause` or `clauses` (text), or `object` with list:"
+                        ),
+                    );
+                    continue;
+                }
+            }
+            let needs = match op {
+                Op::Between => Some("{high}"),
+                Op::In | Op::NotIn if !o.each => Some("{values}"),
+                _ => None,
+            };
+            let joined: String = clauses
+                .iter()
+                .map(|c| match c {
+                    Clause::Text(t) => t.clone(),
+                    Clause::Pair(k, v) => format!("{k}={v}"),
+                    Clause::Object(v) => v.to_string(),
+                })
+                .collect();
+            if let Some(n) = needs {
+                if !joined.contains(n) {
+                    self.err(&ospan, format!("`{name}` needs `{n}` in its clause"));
+                }
+            }
+            let escape = self.escapes(&o.escape, &ospan);
+            ops.push((
+                op,
+                OpRender {
+                    clauses,
+                    each: o.each,
+                    escape,
+                    lower: o.lower,
+                },
+            ));
+        }
+        let mut literals = Vec::new();
+        for (k, l) in &r.literals {
+            if ![
+                "string",
+                "number",
+                "boolean",
+                "timestamp",
+                "date",
+                "id",
+                "null",
+            ]
+            .contains(&k.as_str())
+            {
+                self.err(
+                    &span,
+                    format!("literal type `{k}` is unknown (string, number, boolean, timestamp, date, id, null)"),
+                );
+                continue;
+            }
+            let escape = self.escapes(&l.escape, &span);
+            literals.push((
+                k.clone(),
+                Literal {
+                    quote: l.quote.clone().unwrap_or_default(),
+                    escape,
+                },
+            ));
+        }
+        Some(FilterDialect {
+            into,
+            ops,
+            literals,
+            list_join: r.list_join.clone().unwrap_or_else(|| ",".into()),
+        })
+    }
+
     fn check_service(&mut self, service: &Spanned<String>) {
+        self.current = Some(service.to_string());
         if !self.services.contains_key(service.as_str()) {
             self.err(
                 service.span(),
@@ -1102,14 +1626,8 @@ impl Compiler<'_> {
                 id_from: UpPath::parse(&rs.id.from),
                 id_kind,
                 fields: fl,
-                get: rs
-                    .get
-                    .as_ref()
-                    .and_then(|c| self.call(&c.call, c.body.as_ref())),
-                create: rs
-                    .create
-                    .as_ref()
-                    .and_then(|c| self.call(&c.call, c.body.as_ref())),
+                get: rs.get.as_ref().and_then(|c| self.full_call(c)),
+                create: rs.create.as_ref().and_then(|c| self.full_call(c)),
                 update: None,
                 delete: None,
                 search,
@@ -1278,7 +1796,14 @@ impl Compiler<'_> {
         }
         let update = match &raw.update {
             Some(u) => {
-                let call = self.call(&u.call, u.body.as_ref());
+                let call = self.call(&u.call, u.body.as_ref()).map(|mut c| {
+                    c.headers = self.headers(&u.headers);
+                    c.record = u
+                        .record
+                        .as_ref()
+                        .and_then(|p| pointer(self.path, p, self.d));
+                    c
+                });
                 let strategy = match u.strategy.as_str() {
                     "partial" => Some(UpdateStrategy::Partial),
                     "replace" => match (&u.row_version, &u.conflict_code) {
@@ -1309,18 +1834,9 @@ impl Compiler<'_> {
             }
             None => None,
         };
-        let get = raw
-            .get
-            .as_ref()
-            .and_then(|c| self.call(&c.call, c.body.as_ref()));
-        let create = raw
-            .create
-            .as_ref()
-            .and_then(|c| self.call(&c.call, c.body.as_ref()));
-        let delete = raw
-            .delete
-            .as_ref()
-            .and_then(|c| self.call(&c.call, c.body.as_ref()));
+        let get = raw.get.as_ref().and_then(|c| self.full_call(c));
+        let create = raw.create.as_ref().and_then(|c| self.full_call(c));
+        let delete = raw.delete.as_ref().and_then(|c| self.full_call(c));
         if raw.search.is_some() && search.is_none() {
             return None;
         }
@@ -1357,4 +1873,107 @@ fn valid_name(s: &str) -> bool {
 
 fn valid_prefix(s: &str) -> bool {
     !s.is_empty() && s.len() <= 8 && s.chars().all(|c| c.is_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod dialect_checks {
+    use std::path::{Path, PathBuf};
+
+    use crate::mapping::Context;
+
+    /// The `directory` fixture with `edit` applied to its files: the rendered diagnostics.
+    fn check(edit: impl Fn(&str, String) -> String) -> String {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mappings/directory");
+        let dir: PathBuf =
+            std::env::temp_dir().join(format!("pe-dialect-{:x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        for e in std::fs::read_dir(&src)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().to_string();
+            let text = std::fs::read_to_string(e.path()).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(dir.join(&name), edit(&name, text)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let ctx = Context {
+            upstream_names: vec!["directory"],
+        };
+        let out = match crate::mapping::load_dir(&dir, &ctx) {
+            Ok(_) => String::from("ok"),
+            Err(d) => d.render(),
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        out
+    }
+
+    #[test]
+    fn the_fixture_compiles() {
+        assert_eq!(check(|_, t| t), "ok");
+    }
+
+    #[test]
+    fn every_bad_construct_is_reported_with_its_place_all_at_once() {
+        let out = check(|name, t| match name {
+            "contacts.yaml" => t
+                .replace("{field} eq {value}", "{field} eq {vale}")
+                .replace("{field} in ({values})\" }", "{field} in ()\" }")
+                .replace("      neq:", "      equals:")
+                .replace("Contacts({id})\" }", "Contacts({key})\" }")
+                .replace("pattern: \"Contacts({id})\"", "pattern: \"Contacts()\"")
+                .replace(
+                    "value: \"odata.maxpagesize={size}\"",
+                    "value: \"odata.maxpagesize=50\"",
+                )
+                .replace("format: rfc3339", "format: iso")
+                .replace("If-Match: \"*\" }\ndelete", "If Match: \"*\" }\ndelete"),
+            "services.yaml" => t.replace(
+                "user: { header: X-Directory-Principal }",
+                "user: { header: X-Directory-Principal, query: u }",
+            ),
+            _ => t,
+        });
+        for expected in [
+            "`{vale}` is not a filter template value (field, value, high, values)",
+            "`in` needs `{values}` in its clause",
+            "dialect operator `equals` is unknown",
+            "`{key}` is not a template value (id, tenant, user, request_id, size)",
+            "id_from: the pattern needs exactly one `{id}`",
+            "the size header's `value` needs `{size}`",
+            "format `iso` is not one of",
+            "`If Match` is not a header name",
+            "trust `user`: exactly one of `header`, `query` or `path: true`",
+        ] {
+            assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+        }
+        // Each with file:line:col.
+        for line in out.lines() {
+            let mut parts = line.splitn(4, ':');
+            let (file, l, c) = (parts.next(), parts.next(), parts.next());
+            assert!(file.is_some_and(|f| f.ends_with(".yaml")), "{line}");
+            assert!(l.and_then(|l| l.parse::<u32>().ok()).is_some(), "{line}");
+            assert!(c.and_then(|c| c.parse::<u32>().ok()).is_some(), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_missing_counterpart_is_reported() {
+        let out = check(|name, t| match name {
+            "contacts.yaml" => t.replace("    next: /@odata.nextLink\n", ""),
+            "services.yaml" => t.replace("      user: { header: X-Directory-Principal }\n", ""),
+            _ => t,
+        });
+        for expected in [
+            "paging style next_link needs `next`",
+            "service `trust` must say where `user` goes",
+        ] {
+            assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+        }
+        let out = check(|name, t| match name {
+            "contacts.yaml" => {
+                t.replace("    size: { header: Prefer", "    sise: { header: Prefer")
+            }
+            _ => t,
+        });
+        assert!(out.contains("unknown key `sise`"), "{out}");
+    }
 }

@@ -3,12 +3,13 @@
 
 use serde_json::{json, Map, Value};
 
+use super::dialect::{self, error_code, interpret, Prepared, Trust, Vars};
 use super::model::*;
 use super::search::{self, Query};
 use super::transform::{self, Ctx, WriteMode};
 use crate::problem::{FieldError, Kind, Problem};
 use crate::seal::{InternalId, Sealer};
-use crate::upstream::{self, Trust, Upstreams};
+use crate::upstream::{Answer, Upstreams};
 
 /// Cursors expire after a day (public contract §5).
 pub const CURSOR_MAX_AGE_S: i64 = 86_400;
@@ -29,10 +30,6 @@ pub struct Exec<'a> {
     pub trust: &'a Trust,
     pub client_id: &'a str,
     pub version: &'a str,
-}
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 fn text(v: &Value) -> String {
@@ -61,8 +58,17 @@ impl Exec<'_> {
         self.sealer
             .open_id(&self.res.prefix, self.trust.tenant, public_id)
             .filter(|(kind, _)| *kind == self.res.kind)
-            .map(|(_, id)| id)
+            .map(|(_, id)| self.as_declared(id))
             .ok_or_else(Problem::not_found)
+    }
+
+    /// A string-keyed resource whose key looks like a number (`"42"`) was sealed as the
+    /// number: its templates get it back as text.
+    fn as_declared(&self, id: InternalId) -> InternalId {
+        match (self.res.id_kind, id) {
+            (IdKind::Str, InternalId::Int(n)) => InternalId::Str(n.to_string()),
+            (_, id) => id,
+        }
     }
 
     /// The same execution on one source of a multi-source resource.
@@ -92,7 +98,8 @@ impl Exec<'_> {
             .ok_or_else(Problem::not_found)
     }
 
-    /// Performs one templated call and interprets the service's answer.
+    /// Performs one templated call and interprets the service's answer; the record is
+    /// taken out of the payload at the call's `record` pointer.
     async fn call(
         &self,
         call: &Call,
@@ -104,7 +111,8 @@ impl Exec<'_> {
         let answer = self
             .raw_call(call, id, record, extra_query, None, safe)
             .await?;
-        upstream::interpret(self.service()?, Some(self.res), &answer)
+        let payload = interpret(self.service()?, Some(self.res), &answer)?;
+        Ok(take_record(call, payload))
     }
 
     async fn raw_call(
@@ -115,23 +123,7 @@ impl Exec<'_> {
         extra_query: &[(String, Value)],
         body_override: Option<Value>,
         safe: bool,
-    ) -> Result<upstream::Answer, Problem> {
-        let mut path = match id {
-            Some(id) => call.path.replace("{id}", &enc(&id.to_text())),
-            None => call.path.clone(),
-        };
-        let mut first = true;
-        let statics = call
-            .query
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from(v.as_str())));
-        for (k, v) in statics.chain(extra_query.iter().cloned()) {
-            path.push(if first { '?' } else { '&' });
-            first = false;
-            path.push_str(&enc(&k));
-            path.push('=');
-            path.push_str(&enc(&text(&v)));
-        }
+    ) -> Result<Answer, Problem> {
         let body = match body_override {
             Some(b) => Some(b),
             None => call
@@ -139,21 +131,121 @@ impl Exec<'_> {
                 .as_ref()
                 .map(|t| transform::fill_template(t, id, record, self.trust.user)),
         };
-        let body = body.map(|b| serde_json::to_vec(&b).unwrap_or_default());
-        self.upstreams
-            .call_with(
-                &self.res.service,
-                call.method,
-                &path,
-                body,
-                safe,
-                self.trust,
-            )
+        let params: Vec<(String, String)> = extra_query
+            .iter()
+            .map(|(k, v)| (k.clone(), text(v)))
+            .collect();
+        let id_text = id.map(dialect::id_text);
+        let vars = Vars {
+            id: id_text.as_deref(),
+            trust: self.trust,
+            size: None,
+        };
+        let prepared = Prepared::build(
+            self.service()?,
+            call,
+            &vars,
+            None,
+            &params,
+            &[],
+            body.as_ref(),
+        )?;
+        prepared
+            .send(self.upstreams, &self.res.service, safe, self.trust)
             .await
     }
 
-    fn public(&self, rec: &Value) -> Value {
-        transform::to_public(self.res, &self.ctx(), rec)
+    /// A write answered without the record (204, or only an id): the id it names, from the
+    /// call's `id_from` or the record's own id member.
+    fn written_id(&self, call: &Call, answer: &Answer, payload: &Value) -> Option<InternalId> {
+        let text = match &call.id_from {
+            Some(IdFrom::Pointer(p)) => payload.pointer(p).map(text),
+            Some(IdFrom::Header {
+                name,
+                before,
+                after,
+            }) => answer
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| cut(v, before, after))
+                .map(str::to_string),
+            None => self.res.id_from.get(payload).map(text),
+        }?;
+        let text = percent_encoding::percent_decode_str(&text)
+            .decode_utf8()
+            .ok()?
+            .into_owned();
+        if text.is_empty() {
+            return None;
+        }
+        Some(match self.res.id_kind {
+            IdKind::Int => InternalId::Int(text.parse().ok()?),
+            IdKind::Str => InternalId::Str(text),
+        })
+    }
+
+    /// Whether a write's answer holds the record itself (every field, not only an id).
+    fn has_record(&self, payload: &Value) -> bool {
+        payload.as_object().is_some_and(|m| {
+            self.res.id_from.get(payload).is_some()
+                && self
+                    .res
+                    .fields
+                    .iter()
+                    .filter_map(|f| f.from.as_ref())
+                    .any(|p| {
+                        p.0.first().is_some_and(|k| m.contains_key(k)) && p != &self.res.id_from
+                    })
+        })
+    }
+
+    /// A write: the call, then the record — from the answer, or read back when the answer
+    /// does not carry it.
+    async fn write(
+        &self,
+        call: &Call,
+        id: Option<&InternalId>,
+        record: &Map<String, Value>,
+    ) -> Result<Value, Problem> {
+        let answer = self.raw_call(call, id, record, &[], None, false).await?;
+        let payload = interpret(self.service()?, Some(self.res), &answer)?;
+        let payload = take_record(call, payload);
+        if self.has_record(&payload) {
+            return Ok(payload);
+        }
+        let get = self.res.get.as_ref().ok_or_else(|| {
+            Problem::new(
+                Kind::UpstreamError,
+                "A backing service answered a write without the record",
+            )
+        })?;
+        let id = match id {
+            Some(id) if call.id_from.is_none() => Some(id.clone()),
+            _ => self.written_id(call, &answer, &payload),
+        };
+        let Some(id) = id else {
+            tracing::warn!(service = %self.res.service, status = answer.status, "a write answered neither the record nor its id");
+            return Err(Problem::new(
+                Kind::UpstreamError,
+                "A backing service answered a write without the record or its id",
+            ));
+        };
+        self.call(get, Some(&id), &Map::new(), &[]).await
+    }
+
+    /// The public record; an upstream value that does not read as its declared type is a
+    /// 502 (logged with the field), never a silent null.
+    fn public(&self, rec: &Value) -> Result<Value, Problem> {
+        let out = transform::to_public(self.res, &self.ctx(), rec);
+        if let Some(field) = transform::unreadable(self.res, rec, &out) {
+            tracing::warn!(service = %self.res.service, resource = %self.res.name, field = %field, "an upstream value does not read as its declared type");
+            return Err(Problem::new(
+                Kind::UpstreamError,
+                "A backing service answered a value of an unexpected type",
+            ));
+        }
+        Ok(out)
     }
 
     fn object<'b>(&self, body: Option<&'b Value>) -> Result<&'b Map<String, Value>, Problem> {
@@ -176,7 +268,7 @@ impl Exec<'_> {
         let rec = self.call(call, Some(&id), &Map::new(), &[]).await?;
         Ok(Done {
             status: 200,
-            body: Some(json!({"data": self.public(&rec)})),
+            body: Some(json!({"data": self.public(&rec)?})),
             location: None,
         })
     }
@@ -201,8 +293,8 @@ impl Exec<'_> {
         if !errors.is_empty() {
             return Err(Problem::invalid(errors));
         }
-        let rec = self.call(call, None, &record, &[]).await?;
-        let data = self.public(&rec);
+        let rec = self.write(call, None, &record).await?;
+        let data = self.public(&rec)?;
         let location = data
             .get("id")
             .and_then(Value::as_str)
@@ -233,7 +325,7 @@ impl Exec<'_> {
             return Err(Problem::invalid(errors));
         }
         let rec = match &upd.strategy {
-            UpdateStrategy::Partial => self.call(&upd.call, Some(&id), &patch, &[]).await?,
+            UpdateStrategy::Partial => self.write(&upd.call, Some(&id), &patch).await?,
             UpdateStrategy::Replace {
                 row_version,
                 conflict_code,
@@ -244,7 +336,7 @@ impl Exec<'_> {
         };
         Ok(Done {
             status: 200,
-            body: Some(json!({"data": self.public(&rec)})),
+            body: Some(json!({"data": self.public(&rec)?})),
             location: None,
         })
     }
@@ -286,7 +378,7 @@ impl Exec<'_> {
             if error_code(svc, &answer).as_deref() == Some(conflict_code) {
                 continue;
             }
-            return upstream::interpret(svc, Some(self.res), &answer);
+            return interpret(svc, Some(self.res), &answer).map(|p| take_record(&upd.call, p));
         }
         Err(Problem::new(
             Kind::Conflict,
@@ -334,7 +426,7 @@ impl Exec<'_> {
         let rec = self.call(&action.call, Some(&id), &input, &[]).await?;
         Ok(Done {
             status: 200,
-            body: Some(json!({"data": self.public(&rec)})),
+            body: Some(json!({"data": self.public(&rec)?})),
             location: None,
         })
     }
@@ -354,32 +446,52 @@ impl Exec<'_> {
         if !self.res.sources.is_empty() {
             return self.search_merged(q, now).await;
         }
-        let mut pos = Pos::Offset(0);
+        let mut pos = match s.paging {
+            Paging::Token { .. } => Pos::Token(None),
+            Paging::NextLink { .. } => Pos::Link(None),
+            _ => Pos::Offset(0),
+        };
+        let mut skip = 0usize;
         if let Some(state) = self.open_cursor(&mut q, now)? {
-            pos = match state.get("p") {
-                Some(Value::Number(n)) => {
+            pos = match (state.get("p"), &s.paging) {
+                (Some(Value::Number(n)), _) => {
                     Pos::Offset(n.as_u64().ok_or_else(search::invalid_cursor)?)
                 }
-                Some(Value::String(t)) => Pos::Token(Some(t.clone())),
+                (Some(Value::String(t)), Paging::NextLink { .. }) => Pos::Link(Some(t.clone())),
+                (Some(Value::String(t)), _) => Pos::Token(Some(t.clone())),
                 _ => return Err(search::invalid_cursor()),
             };
-            if matches!(s.paging, Paging::Page { .. }) {
+            skip = match state.get("k") {
+                None => 0,
+                Some(k) => k.as_u64().ok_or_else(search::invalid_cursor)? as usize,
+            };
+            // The upstream page size is part of the position (page numbers, skips).
+            if skip > 0 || matches!(s.paging, Paging::Page { .. } | Paging::NextLink { .. }) {
                 q.limit = state
                     .get("l")
                     .and_then(Value::as_u64)
                     .map(|l| l as u32)
                     .unwrap_or(q.limit);
             }
-        } else if matches!(s.paging, Paging::Token { .. }) {
-            pos = Pos::Token(None);
         }
         let t = search::translate(self.res, &self.ctx(), &q.filters)?;
+        // An upstream's total counts what it filtered; with filters the edge applies
+        // itself it is not the real total, so none is published.
+        let total_is_real = s.total.is_some() && t.local.is_empty();
         if t.impossible {
-            return Ok(page(Vec::new(), None, s.total.as_ref().map(|_| 0)));
+            return Ok(page(Vec::new(), None, total_is_real.then_some(0)));
         }
-        let (data, next, total) = self.scan(s, &q, &t, pos).await?;
-        let cursor = next.map(|p| {
-            let state = json!({"q": q.canonical(self.res), "p": p.to_json(), "l": q.limit});
+        let (data, next, total) = self.scan(s, &q, &t, pos, skip).await?;
+        let total = if matches!(s.paging, Paging::None) || total_is_real {
+            total
+        } else {
+            None
+        };
+        let cursor = next.map(|(p, k)| {
+            let mut state = json!({"q": q.canonical(self.res), "p": p.to_json(), "l": q.limit});
+            if k > 0 {
+                state["k"] = Value::from(k);
+            }
             self.sealer.seal_cursor(
                 &self.binding(),
                 now,
@@ -389,38 +501,64 @@ impl Exec<'_> {
         Ok(page(data, cursor, total))
     }
 
-    /// Fetches upstream pages from `pos` until some record passes the local filters (or the
-    /// upstream is exhausted, or the scan budget is spent). Returns the page, where the next
-    /// page starts, and the total when the upstream gives one.
+    /// Fetches upstream pages from `pos` (skipping `skip` records of the first) until
+    /// `limit` records pass the local filters, the upstream is exhausted, or the scan
+    /// budget is spent. Returns exactly the page, where the next one starts (an upstream
+    /// position and how many of its records were already used), and the upstream total.
     async fn scan(
         &self,
         s: &Search,
         q: &Query,
         t: &search::Translated,
         mut pos: Pos,
-    ) -> Result<(Vec<Value>, Option<Pos>, Option<u64>), Problem> {
+        mut skip: usize,
+    ) -> Result<(Vec<Value>, Option<(Pos, usize)>, Option<u64>), Problem> {
         const SCAN_BUDGET: usize = 10;
+        let limit = q.limit as usize;
         let mut total = None;
+        let mut out = Vec::with_capacity(limit);
         for _ in 0..SCAN_BUDGET {
             let (items, next, tot) = self.fetch(s, q, t, &pos).await?;
             total = tot.or(total);
-            let mut data: Vec<Value> = items
-                .iter()
-                .map(|r| self.public(r))
-                .filter(|p| {
-                    self.keep(p) && t.local.iter().all(|f| search::local_match(self.res, f, p))
-                })
-                .collect();
             if let Paging::None = s.paging {
-                return Ok(self.page_locally(&mut data, q, &pos));
+                let mut all = Vec::with_capacity(items.len());
+                for r in &items {
+                    let p = self.public(r)?;
+                    if self.keep(&p) && t.local.iter().all(|f| search::local_match(self.res, f, &p))
+                    {
+                        all.push(p);
+                    }
+                }
+                let (data, next, total) = self.page_locally(&mut all, q, &pos);
+                return Ok((data, next.map(|p| (p, 0)), total));
             }
+            let n = items.len();
+            let mut used = n;
+            for (j, r) in items.iter().enumerate().skip(skip) {
+                if out.len() == limit {
+                    used = j;
+                    break;
+                }
+                let p = self.public(r)?;
+                if self.keep(&p) && t.local.iter().all(|f| search::local_match(self.res, f, &p)) {
+                    out.push(p);
+                }
+            }
+            if used < n {
+                return Ok((out, Some((pos, used)), total));
+            }
+            skip = 0;
             match next {
-                None => return Ok((data, None, total)),
-                Some(n) if !data.is_empty() => return Ok((data, Some(n), total)),
-                Some(n) => pos = n,
+                None => return Ok((out, None, total)),
+                Some(nx) => {
+                    pos = nx;
+                    if out.len() == limit {
+                        return Ok((out, Some((pos, 0)), total));
+                    }
+                }
             }
         }
-        Ok((Vec::new(), Some(pos), total))
+        Ok((out, Some((pos, skip)), total))
     }
 
     fn page_locally(
@@ -433,7 +571,7 @@ impl Exec<'_> {
         search::local_sort(all, field, q.sort.1);
         let start = match pos {
             Pos::Offset(o) => *o as usize,
-            Pos::Token(_) => 0,
+            Pos::Token(_) | Pos::Link(_) => 0,
         };
         let total = all.len();
         let end = (start + q.limit as usize).min(total);
@@ -468,6 +606,22 @@ impl Exec<'_> {
                 let obj: Map<String, Value> = t.params.iter().cloned().collect();
                 body.insert(key.clone(), Value::Object(obj));
             }
+            FilterStyle::Dialect(d) => {
+                params.extend(t.params.iter().cloned());
+                match &d.into {
+                    FilterInto::Param { name, join } if !t.texts.is_empty() => {
+                        params.push((name.clone(), Value::from(t.texts.join(join))));
+                    }
+                    FilterInto::List(ptr) => {
+                        let mut v = Value::Object(std::mem::take(&mut body));
+                        put(&mut v, ptr, Value::Array(t.clauses.clone()));
+                        if let Value::Object(m) = v {
+                            body = m;
+                        }
+                    }
+                    _ => {}
+                }
+            }
         }
         let sort_field = &self.res.fields[q.sort.0];
         match (&s.sort, &sort_field.sort) {
@@ -479,17 +633,31 @@ impl Exec<'_> {
                 params.push((by.clone(), Value::from(up.as_str())));
                 params.push((desc.clone(), Value::Bool(q.sort.1)));
             }
+            (
+                SortStyle::Param {
+                    param,
+                    template,
+                    asc,
+                    desc,
+                },
+                Some(up),
+            ) => {
+                let dir = if q.sort.1 { desc } else { asc };
+                let v = template.replace("{field}", up).replace("{dir}", dir);
+                params.push((param.clone(), Value::from(v)));
+            }
             _ => {}
         }
         let offset = match pos {
             Pos::Offset(o) => *o,
-            Pos::Token(_) => 0,
+            Pos::Token(_) | Pos::Link(_) => 0,
         };
         if let Some(w) = s.window {
             if offset + u64::from(limit) > u64::from(w) {
                 return Err(search::beyond_window(w));
             }
         }
+        let mut extra_headers = Vec::new();
         match &s.paging {
             Paging::Offset {
                 offset: o,
@@ -513,8 +681,26 @@ impl Exec<'_> {
                 }
                 params.push((l.clone(), Value::from(limit)));
             }
+            Paging::NextLink { size, .. } => match size {
+                Some(Inject::Param(p)) => params.push((p.clone(), Value::from(limit))),
+                Some(Inject::Header(h, tpl)) => {
+                    let mut v = String::new();
+                    Vars {
+                        id: None,
+                        trust: self.trust,
+                        size: Some(limit),
+                    }
+                    .render(tpl, |s, o| o.push_str(s), &mut v);
+                    extra_headers.push((h.clone(), dialect::header_value(&v)?));
+                }
+                None => {}
+            },
             Paging::None => {}
         }
+        let link = match pos {
+            Pos::Link(Some(l)) => Some(l.as_str()),
+            _ => None,
+        };
         let (query, body) = if in_query {
             (params, None)
         } else {
@@ -523,18 +709,35 @@ impl Exec<'_> {
             }
             (Vec::new(), Some(Value::Object(body)))
         };
-        let answer = self
-            .raw_call(
-                &s.call,
-                None,
-                &Map::new(),
-                &query,
-                body.or(Some(Value::Null)).filter(|b| !b.is_null()),
-                // A search reads, whatever its method: safe to retry.
-                true,
-            )
+        // A next link is the whole continuation: its path and query are requested as
+        // they are (headers such as the page-size preference are sent again).
+        let query: Vec<(String, String)> = match link {
+            Some(_) => Vec::new(),
+            None => query.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
+        };
+        let vars = Vars {
+            id: None,
+            trust: self.trust,
+            size: Some(limit),
+        };
+        let body = match link {
+            Some(_) => None,
+            None => body.filter(|b| !b.is_null()),
+        };
+        let prepared = Prepared::build(
+            self.service()?,
+            &s.call,
+            &vars,
+            link,
+            &query,
+            &extra_headers,
+            body.as_ref(),
+        )?;
+        // A search reads, whatever its method: safe to retry.
+        let answer = prepared
+            .send(self.upstreams, &self.res.service, true, self.trust)
             .await?;
-        let mut payload = upstream::interpret(self.service()?, Some(self.res), &answer)?;
+        let mut payload = interpret(self.service()?, Some(self.res), &answer)?;
         let got = payload
             .pointer(&s.items)
             .and_then(Value::as_array)
@@ -576,6 +779,32 @@ impl Exec<'_> {
                     Some(_) => None,
                 }
             }
+            Paging::NextLink { next, .. } => {
+                let raw = match next {
+                    NextFrom::Pointer(p) => payload
+                        .pointer(p)
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    NextFrom::LinkHeader => link_next(&answer.headers),
+                };
+                match raw.filter(|l| !l.is_empty()) {
+                    None => None,
+                    Some(l) => {
+                        let base = self.upstreams.base(&self.res.service).unwrap_or_default();
+                        match follow(base, &l) {
+                            Some(pq) => Some(Pos::Link(Some(pq))),
+                            None => {
+                                // Never followed: another origin could receive the trust headers.
+                                tracing::warn!(service = %self.res.service, "a next link points outside the service's origin");
+                                return Err(Problem::new(
+                                    Kind::UpstreamError,
+                                    "A backing service answered a search with an unusable next link",
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
             Paging::None => None,
         };
         // The records are taken out of the answer, not cloned (25 deep copies a page).
@@ -584,6 +813,31 @@ impl Exec<'_> {
             _ => Vec::new(),
         };
         Ok((items, next, total))
+    }
+}
+
+/// Sets `v` at a JSON pointer, creating objects on the way.
+fn put(root: &mut Value, ptr: &str, v: Value) {
+    let mut cur = root;
+    let tokens: Vec<&str> = ptr.split('/').skip(1).collect();
+    let Some((last, parents)) = tokens.split_last() else {
+        *cur = v;
+        return;
+    };
+    for t in parents {
+        if !cur.is_object() {
+            *cur = Value::Object(Map::new());
+        }
+        let Value::Object(m) = cur else { return };
+        cur = m
+            .entry(t.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    if !cur.is_object() {
+        *cur = Value::Object(Map::new());
+    }
+    if let Value::Object(m) = cur {
+        m.insert(last.to_string(), v);
     }
 }
 
@@ -807,7 +1061,7 @@ impl Exec<'_> {
             let (items, next, _) = self.fetch(s, q, &t, &p).await?;
             let len = items.len();
             for (j, r) in items.iter().enumerate().skip(skip) {
-                let public = self.public(r);
+                let public = self.public(r)?;
                 let key = public
                     .get(sort_name)
                     .and_then(Value::as_str)
@@ -889,13 +1143,16 @@ impl SourcePos {
 pub enum Pos {
     Offset(u64),
     Token(Option<String>),
+    /// A next link's path and query (already checked against the service's origin);
+    /// `None` is the first page.
+    Link(Option<String>),
 }
 
 impl Pos {
     fn to_json(&self) -> Value {
         match self {
             Pos::Offset(o) => Value::from(*o),
-            Pos::Token(t) => t.as_deref().map(Value::from).unwrap_or(Value::Null),
+            Pos::Token(t) | Pos::Link(t) => t.as_deref().map(Value::from).unwrap_or(Value::Null),
         }
     }
 }
@@ -923,20 +1180,90 @@ fn not_allowed() -> Problem {
     )
 }
 
-/// The raw error code of a failed answer, for strategies that react to one code.
-fn error_code(svc: &Service, a: &upstream::Answer) -> Option<String> {
-    let json: Value = serde_json::from_slice(&a.body).ok()?;
-    let failed = !(200..300).contains(&a.status)
-        || svc
-            .success
-            .as_ref()
-            .is_some_and(|p| json.pointer(p).and_then(Value::as_bool) != Some(true));
-    if !failed {
-        return None;
+/// The record of a payload, at the call's `record` pointer (taken, not cloned).
+fn take_record(call: &Call, payload: Value) -> Value {
+    match &call.record {
+        Some(p) => {
+            let mut payload = payload;
+            payload
+                .pointer_mut(p)
+                .map(Value::take)
+                .unwrap_or(Value::Null)
+        }
+        None => payload,
     }
-    svc.code
-        .as_ref()
-        .and_then(|p| json.pointer(p))
-        .and_then(Value::as_str)
-        .map(str::to_string)
+}
+
+/// The text between `before` and `after` in `s` (`Contacts(` … `)`), the last match.
+fn cut<'a>(s: &'a str, before: &str, after: &str) -> Option<&'a str> {
+    let start = if before.is_empty() {
+        0
+    } else {
+        s.rfind(before)? + before.len()
+    };
+    let rest = s.get(start..)?;
+    let end = if after.is_empty() {
+        rest.len()
+    } else {
+        rest.find(after)?
+    };
+    rest.get(..end)
+}
+
+/// A next link, checked against the service's origin: the path and query to request, or
+/// `None` when it points anywhere else (another host, scheme or port, a network-path
+/// reference, a relative path).
+pub fn follow(base: &str, link: &str) -> Option<String> {
+    let (origin, prefix) = match base.find("://") {
+        Some(i) => match base[i + 3..].find('/') {
+            Some(j) => base.split_at(i + 3 + j),
+            None => (base, ""),
+        },
+        None => return None,
+    };
+    let path = if link.contains("://") {
+        let rest = link.get(..origin.len())?;
+        if !rest.eq_ignore_ascii_case(origin) {
+            return None;
+        }
+        let p = &link[origin.len()..];
+        if !p.starts_with('/') {
+            return None;
+        }
+        p
+    } else if link.starts_with('/') && !link.starts_with("//") {
+        link
+    } else {
+        return None;
+    };
+    let p = path.strip_prefix(prefix)?;
+    (p.starts_with('/') && !p.contains(['\r', '\n', ' ', '#'])).then(|| p.to_string())
+}
+
+/// The `rel="next"` target of an RFC 8288 `Link` header.
+fn link_next(headers: &http::HeaderMap) -> Option<String> {
+    for v in headers.get_all(http::header::LINK) {
+        let Ok(v) = v.to_str() else { continue };
+        for part in v.split(',') {
+            let mut it = part.split(';');
+            let target = it.next()?.trim();
+            let is_next = it.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("rel=")
+                    .map(|r| {
+                        r.trim_matches('"')
+                            .split(' ')
+                            .any(|x| x.eq_ignore_ascii_case("next"))
+                    })
+                    .unwrap_or(false)
+            });
+            if is_next {
+                return target
+                    .strip_prefix('<')
+                    .and_then(|t| t.strip_suffix('>'))
+                    .map(str::to_string);
+            }
+        }
+    }
+    None
 }

@@ -2,6 +2,7 @@
 //! [`model::Plan`] that the request path executes (`exec`).
 
 pub mod compile;
+pub mod dialect;
 pub mod exec;
 pub mod model;
 pub mod raw;
@@ -11,4 +12,5 @@ pub mod versions;
 mod versions_check;
 
 pub use compile::{load_dir, load_shipped, Context};
+pub use dialect::Trust;
 pub use model::Plan;

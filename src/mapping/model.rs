@@ -57,6 +57,11 @@ pub enum TimeFormat {
     EpochS,
     AspNet,
     SqlUtc,
+    /// ISO 8601 / RFC 3339 text. Read in every common shape (`Z`, `+00:00`, `+0000`, no
+    /// or 1–9 fraction digits); written as `2026-11-28T09:30:00.000Z`.
+    Rfc3339,
+    /// The same, written with milliseconds and a `+0000` offset.
+    Iso8601Offset,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,8 +237,19 @@ pub enum FilterTarget {
     },
     /// The attachment's own parameters (type + id, or one parameter per kind).
     Attachment,
+    /// Rendered through the search's filter dialect under this upstream name.
+    Dialect(String),
     /// The edge filters the public records itself.
     Local,
+}
+
+/// How a field is written when not simply at its `from` path.
+#[derive(Debug, Clone)]
+pub struct WriteAs {
+    /// Where the value goes (defaults to `from`).
+    pub to: Option<UpPath>,
+    /// A JSON template around the value: `$value` (the upstream value), `$text` (its text).
+    pub template: Option<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -248,6 +264,8 @@ pub struct Field {
     pub filters: Vec<(Op, FilterTarget)>,
     pub sort: Option<String>,
     pub description: Option<String>,
+    /// A write path of its own (`write:`), else the value is written at `from`.
+    pub write: Option<WriteAs>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,14 +289,78 @@ impl Method {
     }
 }
 
-/// One upstream call template.
+/// A value known when a call is made, named in a template (`{id}`, `{tenant}`…).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Var {
+    Id,
+    Tenant,
+    User,
+    RequestId,
+    /// The upstream page size of a search call.
+    Size,
+}
+
+impl Var {
+    pub fn parse(s: &str) -> Option<Var> {
+        Some(match s {
+            "id" => Var::Id,
+            "tenant" => Var::Tenant,
+            "user" => Var::User,
+            "request_id" => Var::RequestId,
+            "size" => Var::Size,
+            _ => return None,
+        })
+    }
+}
+
+/// A string template compiled at load: literal text and `{var}` holes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Lit(String),
+    Var(Var),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tpl(pub Vec<Piece>);
+
+impl Tpl {
+    pub fn literal(s: &str) -> Tpl {
+        Tpl(vec![Piece::Lit(s.to_string())])
+    }
+
+    pub fn uses(&self, v: Var) -> bool {
+        self.0.contains(&Piece::Var(v))
+    }
+}
+
+/// Where a write's answer says the record's id is, when it carries no record.
+#[derive(Debug, Clone)]
+pub enum IdFrom {
+    /// A JSON pointer into the answer (`/id`, `/data/id`).
+    Pointer(String),
+    /// A header (`OData-EntityId`, `Location`), the id cut out of it by a pattern
+    /// (`Contacts({id})`: the text between the literal before and after `{id}`).
+    Header {
+        name: http::HeaderName,
+        before: String,
+        after: String,
+    },
+}
+
+/// One upstream call template, compiled.
 #[derive(Debug, Clone)]
 pub struct Call {
     pub method: Method,
-    /// Path segments; `{id}` marks the internal id.
-    pub path: String,
-    pub query: Vec<(String, String)>,
+    /// The path with its holes; values are percent-encoded as path segments (RFC 3986:
+    /// unreserved characters never are).
+    pub path: Tpl,
+    pub query: Vec<(String, Tpl)>,
+    pub headers: Vec<(http::HeaderName, Tpl)>,
     pub body: Option<Value>,
+    /// Pointer to the record in a successful answer (`/data`); the whole payload if none.
+    pub record: Option<String>,
+    /// Where the id is when the answer has no record (then the record is read back).
+    pub id_from: Option<IdFrom>,
 }
 
 #[derive(Debug, Clone)]
@@ -301,14 +383,87 @@ pub enum FilterStyle {
     WhereList,
     Params,
     Object(String),
+    Dialect(Box<FilterDialect>),
 }
 
 #[derive(Debug, Clone)]
 pub enum SortStyle {
     OrderByList(String),
-    ByParam { by: String, desc: String },
+    ByParam {
+        by: String,
+        desc: String,
+    },
+    /// One parameter rendered from a template (`{field} {dir}` → `LastName desc`).
+    Param {
+        param: String,
+        template: String,
+        asc: String,
+        desc: String,
+    },
     Fixed,
     Local,
+}
+
+/// Where a value the edge chooses (the page size, a page token) goes on a call.
+#[derive(Debug, Clone)]
+pub enum Inject {
+    Param(String),
+    Header(http::HeaderName, Tpl),
+}
+
+/// Where the link to the next page is.
+#[derive(Debug, Clone)]
+pub enum NextFrom {
+    Pointer(String),
+    /// An RFC 8288 `Link` header with `rel="next"`.
+    LinkHeader,
+}
+
+/// The upstream's own filter language, as data (see `docs/mapping-files.md`).
+#[derive(Debug, Clone)]
+pub struct FilterDialect {
+    pub into: FilterInto,
+    pub ops: Vec<(Op, OpRender)>,
+    /// Text rendering of literals per value type (`string`, `number`, …).
+    pub literals: Vec<(String, Literal)>,
+    /// Separator of the items of `{values}`.
+    pub list_join: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum FilterInto {
+    /// All clauses joined into one parameter (`$filter=a eq 1 and b eq 2`).
+    Param { name: String, join: String },
+    /// Each clause is `key=value`, one parameter each (`filter[name][eq]=x`).
+    Params,
+    /// Each clause a JSON object, in a list at a body pointer (`/where`).
+    List(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct OpRender {
+    /// One or several clauses (a `between` may be two).
+    pub clauses: Vec<Clause>,
+    /// One clause per value of `values` (`not_in` as several `!=`).
+    pub each: bool,
+    /// Characters replaced in `{value}` before quoting (`%` → `\%` for a LIKE).
+    pub escape: Vec<(char, String)>,
+    /// The value is lowercased (with a case-insensitive `tolower(…)` comparison).
+    pub lower: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Clause {
+    Text(String),
+    Pair(String, String),
+    Object(Value),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Literal {
+    pub quote: String,
+    /// Replacements inside the quotes (`'` → `''`).
+    pub escape: Vec<(char, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -332,6 +487,12 @@ pub enum Paging {
         next: String,
         /// Pointer to a "more pages" flag, when the next token alone does not tell.
         more: Option<String>,
+    },
+    /// The answer links the next page (body pointer or `Link` header); the link is only
+    /// followed on the service's own origin.
+    NextLink {
+        next: NextFrom,
+        size: Option<Inject>,
     },
     None,
 }
@@ -399,6 +560,10 @@ impl Resource {
 
     /// The public pointer of an upstream field name, for upstream validation errors.
     pub fn pointer_of_upstream(&self, upstream: &str) -> Option<String> {
+        let upstream = match upstream.strip_prefix('/') {
+            Some(p) => p.rsplit('/').next().unwrap_or(p),
+            None => upstream,
+        };
         fn walk(fields: &[Field], upstream: &str, prefix: &str) -> Option<String> {
             for f in fields {
                 if let Some(from) = &f.from {
@@ -427,15 +592,41 @@ impl Resource {
     }
 }
 
+/// Where a trust value goes on every call of a service (a path segment is a `{tenant}`
+/// hole in the call templates instead).
+#[derive(Debug, Clone)]
+pub enum Place {
+    Header(http::HeaderName),
+    Query(String),
+    Nowhere,
+}
+
+/// A service's conventions, inherited by every call to it.
+#[derive(Debug, Clone)]
+pub struct Conventions {
+    pub tenant: Place,
+    pub user: Place,
+    pub request_id: Place,
+    /// Sent on every call (`OData-MaxVersion: 4.0`), the media type's `Accept` included.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// `Content-Type` of request bodies.
+    pub media_type: http::HeaderValue,
+    /// Trust values the service takes in the path: every call path must have their hole.
+    pub in_path: Vec<Var>,
+}
+
 /// A legacy service's dialect: how it says "failed" and what its codes mean.
 #[derive(Debug, Clone)]
 pub struct Service {
     pub name: String,
+    pub conventions: Conventions,
     pub text_errors: bool,
     pub success: Option<String>,
     pub result: Option<String>,
     pub code: Option<String>,
-    pub field_errors: Option<(String, String)>,
+    /// Pointer to the list of field errors, and the path of the upstream field's name in
+    /// each (`target`, `source.pointer`: a JSON pointer names its last token).
+    pub field_errors: Option<(String, UpPath)>,
     pub codes: HashMap<String, Kind>,
     pub statuses: HashMap<u16, Kind>,
 }

@@ -38,6 +38,40 @@ pub struct RawService {
     /// HTTP status → public problem slug, when no code decides.
     #[serde(default)]
     pub statuses: IndexMap<String, Spanned<String>>,
+    /// Where tenant, user and request id go (default: the platform's `X-PC-*` headers).
+    #[serde(default)]
+    pub trust: Option<RawTrust>,
+    /// Headers sent on every call (`OData-MaxVersion: "4.0"`).
+    #[serde(default)]
+    pub headers: IndexMap<String, Spanned<String>>,
+    /// Media type of bodies both ways (default `application/json`): `Accept` and
+    /// `Content-Type`.
+    #[serde(default)]
+    pub media_type: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrust {
+    #[serde(default)]
+    pub tenant: Option<RawPlace>,
+    #[serde(default)]
+    pub user: Option<RawPlace>,
+    #[serde(default)]
+    pub request_id: Option<RawPlace>,
+}
+
+/// Exactly one of `header`, `query`, or `path: true` (a `{tenant}`/`{user}` hole in every
+/// call path of the service).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlace {
+    #[serde(default)]
+    pub header: Option<Spanned<String>>,
+    #[serde(default)]
+    pub query: Option<Spanned<String>>,
+    #[serde(default)]
+    pub path: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,7 +79,7 @@ pub struct RawService {
 pub struct RawFieldErrors {
     /// Pointer to the list of field errors.
     pub at: Spanned<String>,
-    /// Member of each entry naming the upstream field.
+    /// Member of each entry naming the upstream field (a dotted path: `source.pointer`).
     pub field: String,
 }
 
@@ -256,6 +290,37 @@ pub struct RawField {
     /// `changes`: entity code → public resource (`contact: contacts`).
     #[serde(default)]
     pub entities: Option<IndexMap<String, Spanned<String>>>,
+    /// The field's name in the search's filter dialect, where it is not `from`.
+    #[serde(default)]
+    pub filter_as: Option<Spanned<String>>,
+    /// A write path of its own: `{to: relationships.owner.data, template: {type: users,
+    /// id: $text}}`.
+    #[serde(default)]
+    pub write: Option<RawWrite>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWrite {
+    #[serde(default)]
+    pub to: Option<Spanned<String>>,
+    #[serde(default)]
+    pub template: Option<Spanned<serde_json::Value>>,
+}
+
+/// Where a write's answer says the new record's id is (when it carries no record).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdFrom {
+    /// A JSON pointer into the answer.
+    #[serde(default)]
+    pub pointer: Option<Spanned<String>>,
+    /// A header (`OData-EntityId`, `Location`)…
+    #[serde(default)]
+    pub header: Option<Spanned<String>>,
+    /// …and the pattern the id is cut out with (`Contacts({id})`).
+    #[serde(default)]
+    pub pattern: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,6 +346,15 @@ pub struct RawCall {
     pub call: Spanned<String>,
     #[serde(default)]
     pub body: Option<Spanned<serde_json::Value>>,
+    /// Headers of this call (templates: `{id}`, `{tenant}`, `{user}`, `{request_id}`).
+    #[serde(default)]
+    pub headers: IndexMap<String, Spanned<String>>,
+    /// Pointer to the record in the answer (`/data`).
+    #[serde(default)]
+    pub record: Option<Spanned<String>>,
+    /// Where the id is when the answer has no record; the record is then read back.
+    #[serde(default)]
+    pub id_from: Option<RawIdFrom>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -297,6 +371,10 @@ pub struct RawUpdate {
     /// `replace`: the upstream error code meaning "stale row version".
     #[serde(default)]
     pub conflict_code: Option<Spanned<String>>,
+    #[serde(default)]
+    pub headers: IndexMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub record: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -316,13 +394,89 @@ pub struct RawSearch {
     /// Fixed parameters of every search call (e.g. `type: NOTE`).
     #[serde(default)]
     pub constants: IndexMap<String, Spanned<String>>,
+    /// Headers of every search call.
+    #[serde(default)]
+    pub headers: IndexMap<String, Spanned<String>>,
+    /// With `filters: dialect`: the upstream's filter language.
+    #[serde(default)]
+    pub dialect: Option<RawDialect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDialect {
+    /// `param:<name>` (clauses joined into one parameter), `params` (each clause
+    /// `key=value`) or `list:<pointer>` (each clause a JSON object in a body list).
+    pub into: Spanned<String>,
+    /// Between the clauses of `param:` (default ` and `).
+    #[serde(default)]
+    pub join: Option<String>,
+    /// Between the items of `{values}` (default `,`).
+    #[serde(default)]
+    pub list_join: Option<String>,
+    /// Operator → its rendering.
+    pub ops: IndexMap<String, RawOp>,
+    /// Value type (`string`, `number`, `boolean`, `timestamp`, `date`, `id`) → quoting.
+    #[serde(default)]
+    pub literals: IndexMap<String, RawLiteral>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOp {
+    /// One clause: a text template (`{field} eq {value}`)…
+    #[serde(default)]
+    pub clause: Option<Spanned<String>>,
+    /// …several…
+    #[serde(default)]
+    pub clauses: Option<Vec<Spanned<String>>>,
+    /// …or a JSON object template (`list:`).
+    #[serde(default)]
+    pub object: Option<Spanned<serde_json::Value>>,
+    #[serde(default)]
+    pub each: bool,
+    #[serde(default)]
+    pub escape: IndexMap<String, String>,
+    #[serde(default)]
+    pub lower: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLiteral {
+    #[serde(default)]
+    pub quote: Option<String>,
+    #[serde(default)]
+    pub escape: IndexMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSort {
-    /// `order_by_list:<key>`, `by_param:<by>,<desc>` or `fixed`.
+    /// `order_by_list:<key>`, `by_param:<by>,<desc>`, `param`, `fixed` or `local`.
     pub style: Spanned<String>,
+    /// `param`: the parameter, its template (`{field} {dir}`) and the two `{dir}` words.
+    #[serde(default)]
+    pub param: Option<Spanned<String>>,
+    #[serde(default)]
+    pub template: Option<Spanned<String>>,
+    #[serde(default)]
+    pub asc: Option<String>,
+    #[serde(default)]
+    pub desc: Option<String>,
+}
+
+/// Where the edge puts a value it chooses: `{param: page[size]}` or `{header: Prefer,
+/// value: "odata.maxpagesize={size}"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInject {
+    #[serde(default)]
+    pub param: Option<Spanned<String>>,
+    #[serde(default)]
+    pub header: Option<Spanned<String>>,
+    #[serde(default)]
+    pub value: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -347,6 +501,9 @@ pub struct RawPaging {
     pub max: Option<Spanned<u32>>,
     #[serde(default)]
     pub window: Option<Spanned<u32>>,
+    /// `next_link`: where the upstream page size goes.
+    #[serde(default)]
+    pub size: Option<RawInject>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -312,6 +312,8 @@ fn parse_filter(
 #[derive(Debug, Default)]
 pub struct Translated {
     pub clauses: Vec<Value>,
+    /// Text clauses of a dialect that joins them into one parameter.
+    pub texts: Vec<String>,
     pub params: Vec<(String, Value)>,
     /// Filters the edge applies to the public records itself.
     pub local: Vec<Filter>,
@@ -378,6 +380,63 @@ pub fn translate(res: &Resource, ctx: &Ctx, filters: &[Filter]) -> Result<Transl
             }
         };
         match target {
+            FilterTarget::Dialect(name) => {
+                let Some(FilterStyle::Dialect(d)) = res.search.as_ref().map(|s| &s.filters) else {
+                    continue;
+                };
+                let Some((_, r)) = d.ops.iter().find(|(o, _)| *o == f.op) else {
+                    continue;
+                };
+                let one = |m: &str, v: &Value, t: &mut Translated, e: &mut Vec<FieldError>| {
+                    if v.is_null() {
+                        return Some(Value::Null);
+                    }
+                    conv(v, m, e, t)
+                };
+                let value = one("value", &f.value, &mut t, &mut errors);
+                let high = one("high_value", &f.high, &mut t, &mut errors);
+                let mut values = Vec::new();
+                for (j, v) in f.values.iter().enumerate() {
+                    if let Some(up) = conv(v, &format!("values/{j}"), &mut errors, &mut t) {
+                        values.push(up);
+                    }
+                }
+                if matches!(f.op, Op::In | Op::NotIn) && values.is_empty() {
+                    if f.op == Op::In {
+                        t.impossible = true;
+                    }
+                    continue;
+                }
+                let (Some(value), Some(high)) = (value, high) else {
+                    continue;
+                };
+                let kind = literal_kind(&codec);
+                let each: Vec<Value> = if r.each {
+                    values.clone()
+                } else {
+                    vec![value.clone()]
+                };
+                for v in &each {
+                    let b = Bound {
+                        d,
+                        r,
+                        kind,
+                        field: &name,
+                        value: v,
+                        high: &high,
+                        values: &values,
+                    };
+                    for c in &r.clauses {
+                        match c {
+                            Clause::Text(tpl) => t.texts.push(b.text(tpl)),
+                            Clause::Pair(k, v) => {
+                                t.params.push((b.text(k), Value::from(b.text(v))))
+                            }
+                            Clause::Object(o) => t.clauses.push(b.object(o)),
+                        }
+                    }
+                }
+            }
             FilterTarget::Local => {
                 // Still validate the value's type so a bad one is a 400, not an empty page.
                 if !matches!(f.op, Op::HasValue | Op::NotHasValue | Op::Contains) {
@@ -509,6 +568,142 @@ pub fn translate(res: &Resource, ctx: &Ctx, filters: &[Filter]) -> Result<Transl
         return Err(Problem::invalid(errors));
     }
     Ok(t)
+}
+
+/// The literal type a value is rendered as in a dialect.
+fn literal_kind(codec: &Codec) -> &'static str {
+    match codec {
+        Codec::Timestamp(_) => "timestamp",
+        Codec::Date(_) => "date",
+        Codec::Id { .. } | Codec::IdList { .. } => "id",
+        Codec::Integer { .. } | Codec::Number { .. } | Codec::Decimal => "number",
+        Codec::Boolean => "boolean",
+        _ => "string",
+    }
+}
+
+/// One operator's clause with its values bound.
+struct Bound<'a> {
+    d: &'a FilterDialect,
+    r: &'a OpRender,
+    kind: &'static str,
+    field: &'a str,
+    value: &'a Value,
+    high: &'a Value,
+    values: &'a [Value],
+}
+
+impl Bound<'_> {
+    /// The value as the operator sees it: escaped (`%` → `\%`) and lowercased if asked.
+    fn prepared(&self, v: &Value) -> Value {
+        match v {
+            Value::String(s) => {
+                let mut out = String::with_capacity(s.len());
+                for c in s.chars() {
+                    match self.r.escape.iter().find(|(e, _)| *e == c) {
+                        Some((_, rep)) => out.push_str(rep),
+                        None => out.push(c),
+                    }
+                }
+                Value::from(if self.r.lower {
+                    out.to_lowercase()
+                } else {
+                    out
+                })
+            }
+            other => other.clone(),
+        }
+    }
+
+    /// A literal of the dialect: quoted and escaped per its type, bare when the type has
+    /// no quoting (`null`, numbers and booleans as JSON writes them).
+    fn literal(&self, v: &Value) -> String {
+        let v = self.prepared(v);
+        let kind = match &v {
+            Value::Null => "null",
+            Value::String(_) => self.kind,
+            Value::Bool(_) => "boolean",
+            Value::Number(_) => "number",
+            _ => "string",
+        };
+        let text = match &v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        match self.d.literals.iter().find(|(k, _)| k == kind) {
+            Some((_, l)) => {
+                let mut out = String::with_capacity(text.len() + 2);
+                out.push_str(&l.quote);
+                for c in text.chars() {
+                    match l.escape.iter().find(|(e, _)| *e == c) {
+                        Some((_, rep)) => out.push_str(rep),
+                        None => out.push(c),
+                    }
+                }
+                out.push_str(&l.quote);
+                out
+            }
+            None => text,
+        }
+    }
+
+    fn text(&self, tpl: &str) -> String {
+        let mut out = String::with_capacity(tpl.len() + 16);
+        let mut rest = tpl;
+        while let Some(i) = rest.find('{') {
+            out.push_str(&rest[..i]);
+            let Some(j) = rest[i..].find('}') else { break };
+            match &rest[i + 1..i + j] {
+                "field" => out.push_str(self.field),
+                "value" => out.push_str(&self.literal(self.value)),
+                "high" => out.push_str(&self.literal(self.high)),
+                "values" => {
+                    let items: Vec<String> = self.values.iter().map(|v| self.literal(v)).collect();
+                    out.push_str(&items.join(&self.d.list_join));
+                }
+                other => {
+                    out.push('{');
+                    out.push_str(other);
+                    out.push('}');
+                }
+            }
+            rest = &rest[i + j + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// A JSON clause: a string that is exactly `{value}`/`{high}`/`{values}` takes the
+    /// JSON value itself; other strings are text templates.
+    fn object(&self, o: &Value) -> Value {
+        match o {
+            Value::String(s) => match s.as_str() {
+                "{value}" => self.prepared(self.value),
+                "{high}" => self.prepared(self.high),
+                "{values}" => Value::Array(self.values.iter().map(|v| self.prepared(v)).collect()),
+                "{field}" => Value::from(self.field),
+                t if t.contains('{') => {
+                    // Inside a longer string a value is its bare text (`%{value}%`).
+                    let bare = Bound {
+                        d: &FilterDialect {
+                            into: FilterInto::Params,
+                            ops: Vec::new(),
+                            literals: Vec::new(),
+                            list_join: self.d.list_join.clone(),
+                        },
+                        ..*self
+                    };
+                    Value::from(bare.text(t))
+                }
+                _ => o.clone(),
+            },
+            Value::Object(m) => {
+                Value::Object(m.iter().map(|(k, v)| (k.clone(), self.object(v))).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(|v| self.object(v)).collect()),
+            other => other.clone(),
+        }
+    }
 }
 
 fn cmp_values(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {

@@ -35,8 +35,24 @@ impl Ctx<'_> {
 fn internal_of(v: &Value) -> Option<InternalId> {
     match v {
         Value::Number(n) => n.as_i64().map(InternalId::Int),
+        // A number sent as text (JSON:API's `"id": "101"`) is the same id as the number:
+        // a user is `usr_…` alike whichever service names it.
+        Value::String(s) if canonical_int(s).is_some() => canonical_int(s).map(InternalId::Int),
         Value::String(s) if !s.is_empty() => Some(InternalId::Str(s.clone())),
         _ => None,
+    }
+}
+
+/// A decimal integer written canonically (no sign, no leading zero, at most 18 digits).
+fn canonical_int(s: &str) -> Option<i64> {
+    let ok = !s.is_empty()
+        && s.len() <= 18
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && (s == "0" || !s.starts_with('0'));
+    if ok {
+        s.parse().ok()
+    } else {
+        None
     }
 }
 
@@ -68,7 +84,22 @@ fn upstream_millis(fmt: TimeFormat, v: &Value) -> Option<i64> {
             let t = NaiveDateTime::parse_from_str(v.as_str()?, "%Y-%m-%d %H:%M:%S").ok()?;
             Some(t.and_utc().timestamp_millis())
         }
+        TimeFormat::Rfc3339 | TimeFormat::Iso8601Offset => parse_iso8601(v.as_str()?),
     }
+}
+
+/// ISO 8601 date-times in their common shapes: `Z`, `+00:00` or `+0000`, no fraction or
+/// 1–9 fraction digits, `T` or a space; a date alone is its midnight UTC.
+pub fn parse_iso8601(s: &str) -> Option<i64> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_millis());
+    }
+    for f in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+        if let Ok(t) = DateTime::parse_from_str(s, f) {
+            return Some(t.timestamp_millis());
+        }
+    }
+    parse_date(s)
 }
 
 fn millis_to_upstream(fmt: TimeFormat, ms: i64) -> Value {
@@ -80,6 +111,14 @@ fn millis_to_upstream(fmt: TimeFormat, ms: i64) -> Value {
             .timestamp_millis_opt(ms)
             .single()
             .map(|t| Value::from(t.format("%Y-%m-%d %H:%M:%S").to_string()))
+            .unwrap_or(Value::Null),
+        TimeFormat::Rfc3339 => millis_to_rfc3339(ms)
+            .map(Value::from)
+            .unwrap_or(Value::Null),
+        TimeFormat::Iso8601Offset => Utc
+            .timestamp_millis_opt(ms)
+            .single()
+            .map(|t| Value::from(t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()))
             .unwrap_or(Value::Null),
     }
 }
@@ -111,6 +150,58 @@ pub fn to_public(res: &Resource, ctx: &Ctx, rec: &Value) -> Value {
     out.insert("id".into(), sealed);
     fields_to_public(&res.fields, ctx, rec, &mut out);
     Value::Object(out)
+}
+
+/// The first field whose upstream value is there but does not read as its declared type
+/// (a timestamp that does not parse, a string where a number belongs…), by public
+/// pointer; the caller answers 502 rather than publish a silent null.
+pub fn unreadable(res: &Resource, rec: &Value, public: &Value) -> Option<String> {
+    fn scalar(c: &Codec) -> bool {
+        matches!(
+            c,
+            Codec::String
+                | Codec::Integer { .. }
+                | Codec::Number { .. }
+                | Codec::Boolean
+                | Codec::Decimal
+                | Codec::Timestamp(_)
+                | Codec::Date(_)
+                | Codec::Enum { .. }
+                | Codec::Id { .. }
+        )
+    }
+    fn walk(
+        fields: &[Field],
+        rec: &Value,
+        public: &Value,
+        skip: Option<&str>,
+        prefix: &str,
+    ) -> Option<String> {
+        for f in fields {
+            if Some(f.name.as_str()) == skip {
+                continue;
+            }
+            let out = public.get(&f.name);
+            match (&f.codec, &f.from) {
+                (Codec::Object { fields: subs, .. }, _) => {
+                    if let Some(o) = out.filter(|v| v.is_object()) {
+                        if let Some(p) = walk(subs, rec, o, None, &format!("{prefix}/{}", f.name)) {
+                            return Some(p);
+                        }
+                    }
+                }
+                (c, Some(from)) if scalar(c) => {
+                    let raw = from.get(rec);
+                    if raw.is_some_and(|r| !r.is_null()) && out.is_none_or(Value::is_null) {
+                        return Some(format!("{prefix}/{}", f.name));
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+    walk(&res.fields, rec, public, res.keep_if_present.as_deref(), "")
 }
 
 pub fn fields_to_public(fields: &[Field], ctx: &Ctx, rec: &Value, out: &mut Map<String, Value>) {
@@ -537,7 +628,8 @@ fn write_null(f: &Field, out: &mut Map<String, Value>) {
             }
         },
         _ => {
-            if let Some(p) = &f.from {
+            let to = f.write.as_ref().and_then(|w| w.to.as_ref());
+            if let Some(p) = to.or(f.from.as_ref()) {
                 p.set(out, Value::Null);
             }
         }
@@ -612,11 +704,42 @@ fn write_field(
         }
         codec => {
             let up = value_to_upstream(codec, ctx, v)?;
-            if let Some(p) = &f.from {
-                p.set(out, up);
+            match &f.write {
+                Some(w) => {
+                    let up = match &w.template {
+                        Some(t) => fill_value(t, &up),
+                        None => up,
+                    };
+                    if let Some(p) = w.to.as_ref().or(f.from.as_ref()) {
+                        p.set(out, up);
+                    }
+                }
+                None => {
+                    if let Some(p) = &f.from {
+                        p.set(out, up);
+                    }
+                }
             }
             Ok(())
         }
+    }
+}
+
+/// A write template around one value: `$value` is the upstream value, `$text` its text.
+fn fill_value(t: &Value, up: &Value) -> Value {
+    match t {
+        Value::String(s) if s == "$value" => up.clone(),
+        Value::String(s) if s == "$text" => match up {
+            Value::String(_) | Value::Null => up.clone(),
+            other => Value::from(other.to_string()),
+        },
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), fill_value(v, up)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|v| fill_value(v, up)).collect()),
+        other => other.clone(),
     }
 }
 

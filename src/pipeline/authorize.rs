@@ -5,7 +5,7 @@ use super::route::{Operation, Target};
 use super::Runtime;
 use crate::auth::Identity;
 use crate::problem::{Kind, Problem};
-use crate::upstream::Trust;
+use crate::mapping::Trust;
 
 /// Checks the scope, then the permission; the time `iam` took goes into `upstream_ms`
 /// whatever the outcome.

@@ -13,7 +13,7 @@ use crate::mapping::exec::Exec;
 use crate::mapping::model::{Change, Plan, Release};
 use crate::mapping::versions;
 use crate::problem::Problem;
-use crate::upstream::Trust;
+use crate::mapping::Trust;
 
 /// Everything the plan needs to run one operation.
 pub struct Call<'a> {

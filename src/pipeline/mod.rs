@@ -29,7 +29,7 @@ use pingora::proxy::{ProxyHttp, Session};
 
 use crate::mapping::versions;
 use crate::problem::{Kind, Problem};
-use crate::upstream::Trust;
+use crate::mapping::Trust;
 
 pub use body::MAX_BODY;
 pub use ctx::{new_trace_id, Ctx};

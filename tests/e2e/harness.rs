@@ -259,6 +259,15 @@ impl World {
         edit: impl FnOnce(&Path),
         prepare: impl FnOnce(&legacy_sim::issuer::Issuer, &mut String),
     ) -> World {
+        World::start_full(edit, |_, issuer, config| prepare(issuer, config)).await
+    }
+
+    /// Like [`World::start_custom`], `prepare` also seeing the simulator (to add upstreams
+    /// of services outside the six, e.g. the dialect backends).
+    pub async fn start_full(
+        edit: impl FnOnce(&Path),
+        prepare: impl FnOnce(&legacy_sim::Sim, &legacy_sim::issuer::Issuer, &mut String),
+    ) -> World {
         let key = demo_key();
         let sim = legacy_sim::start(legacy_sim::SimConfig::default())
             .await
@@ -272,7 +281,7 @@ impl World {
         copy_mappings(&mappings);
         edit(&mappings);
         let mut config = edge_config(&sim, &issuer.jwks_url(), &mappings);
-        prepare(&issuer, &mut config);
+        prepare(&sim, &issuer, &mut config);
         let edge = tokio::task::block_in_place(|| spawn_edge(dir, &config));
         World {
             config,

@@ -3,6 +3,7 @@
 
 mod activities;
 mod auth;
+mod dialects;
 mod faults;
 mod golden;
 mod harness;
