@@ -18,9 +18,11 @@
 mod audit;
 mod common;
 mod crm_core;
+mod directory;
 mod engagements;
 mod iam;
 pub mod issuer;
+mod odata;
 mod query;
 mod sales;
 mod seed;
@@ -76,7 +78,8 @@ struct Instance {
 
 /// Seeds the world and binds all six services; returns once they accept connections.
 pub async fn start(cfg: SimConfig) -> std::io::Result<Sim> {
-    let world = seed::world();
+    let mut world = seed::world();
+    directory::seed(&mut world);
     for (id, t) in &world.tenants {
         tracing::debug!(tenant = id, name = %t.name, contacts = t.contacts.len(), "seeded tenant");
     }
@@ -86,7 +89,7 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<Sim> {
         host: cfg.host,
         instances: Vec::with_capacity(SERVICES.len()),
     };
-    for (i, name) in SERVICES.iter().enumerate() {
+    for (i, name) in SERVICES.iter().chain(STARTED_DIALECTS.iter()).enumerate() {
         let port = if cfg.base_port == 0 {
             0
         } else {
@@ -99,8 +102,12 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<Sim> {
     Ok(sim)
 }
 
+/// The dialect services implemented so far, in [`DIALECT_SERVICES`] order.
+const STARTED_DIALECTS: [&str; 1] = ["directory"];
+
 fn internal(name: &str) -> server::Internal {
     match name {
+        "directory" => directory::internal,
         "crm-core" => crm_core::internal,
         "sales" => sales::internal,
         "workflow" => workflow::internal,
@@ -118,6 +125,7 @@ fn router(name: &str, state: SimState) -> Router {
         "engagements" => engagements::router(state),
         "audit" => audit::router(state),
         "iam" => iam::router(state),
+        "directory" => directory::router(state),
         _ => Router::new(),
     }
 }
@@ -141,6 +149,12 @@ impl Sim {
     /// (the first instance of each).
     pub fn services(&self) -> Vec<(&'static str, SocketAddr)> {
         self.first_instances(&SERVICES)
+    }
+
+    /// The two reference backends of other families (`BACKENDS.md`) and their
+    /// addresses, in [`DIALECT_SERVICES`] order (the first instance of each).
+    pub fn dialect_services(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.first_instances(&DIALECT_SERVICES)
     }
 
     fn first_instances(&self, names: &[&'static str]) -> Vec<(&'static str, SocketAddr)> {

@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use legacy_sim::{start, Sim, SimConfig};
+
+#[path = "contract/directory.rs"]
+mod directory;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -36,16 +39,28 @@ async fn http(
     headers: &[(&str, String)],
     body: Option<&str>,
 ) -> Resp {
+    let mut hs: Vec<(&str, String)> = headers.to_vec();
+    if body.is_some() {
+        hs.push(("Content-Type", "application/json".to_string()));
+    }
+    send(addr, method, path, &hs, body).await
+}
+
+/// Like [`http`], with exactly the headers given (no Content-Type added).
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&str>,
+) -> Resp {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     match body {
-        Some(b) => req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-            b.len()
-        )),
+        Some(b) => req.push_str(&format!("Content-Length: {}\r\n\r\n{b}", b.len())),
         None if method == "POST" || method == "PUT" || method == "PATCH" => {
             req.push_str("Content-Length: 0\r\n\r\n")
         }
