@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod accounts;
 mod audit;
 mod common;
 mod crm_core;
@@ -80,6 +81,7 @@ struct Instance {
 pub async fn start(cfg: SimConfig) -> std::io::Result<Sim> {
     let mut world = seed::world();
     directory::seed(&mut world);
+    accounts::seed(&mut world);
     for (id, t) in &world.tenants {
         tracing::debug!(tenant = id, name = %t.name, contacts = t.contacts.len(), "seeded tenant");
     }
@@ -89,7 +91,7 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<Sim> {
         host: cfg.host,
         instances: Vec::with_capacity(SERVICES.len()),
     };
-    for (i, name) in SERVICES.iter().chain(STARTED_DIALECTS.iter()).enumerate() {
+    for (i, name) in SERVICES.iter().chain(DIALECT_SERVICES.iter()).enumerate() {
         let port = if cfg.base_port == 0 {
             0
         } else {
@@ -102,12 +104,10 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<Sim> {
     Ok(sim)
 }
 
-/// The dialect services implemented so far, in [`DIALECT_SERVICES`] order.
-const STARTED_DIALECTS: [&str; 1] = ["directory"];
-
 fn internal(name: &str) -> server::Internal {
     match name {
         "directory" => directory::internal,
+        "accounts" => accounts::internal,
         "crm-core" => crm_core::internal,
         "sales" => sales::internal,
         "workflow" => workflow::internal,
@@ -126,6 +126,7 @@ fn router(name: &str, state: SimState) -> Router {
         "audit" => audit::router(state),
         "iam" => iam::router(state),
         "directory" => directory::router(state),
+        "accounts" => accounts::router(state),
         _ => Router::new(),
     }
 }

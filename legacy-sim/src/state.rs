@@ -215,7 +215,6 @@ pub(crate) struct DirContact {
 }
 
 /// An organization of the JSON:API `accounts` service.
-#[allow(dead_code)] // the accounts service lands in the next commit
 #[derive(Clone, Debug)]
 pub(crate) struct Organization {
     pub id: u64,
@@ -259,7 +258,6 @@ pub(crate) struct Tenant {
     pub directory_version: i64,
     pub directory_rng: Option<Rng>,
     pub organizations: BTreeMap<u64, Organization>,
-    #[allow(dead_code)] // the accounts service lands in the next commit
     pub next_organization: u64,
 }
 

@@ -160,7 +160,6 @@ pub(crate) fn fmt_odata(ticks: i64) -> String {
 
 /// The accounts service's timestamps: `2026-11-28T09:30:00.123+0000` (always
 /// milliseconds and a `+0000` offset).
-#[allow(dead_code)] // the accounts service lands in the next commit
 pub(crate) fn fmt_jsonapi(ms: i64) -> String {
     format!(
         "{}.{:03}+0000",

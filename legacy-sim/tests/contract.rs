@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use legacy_sim::{start, Sim, SimConfig};
 
+#[path = "contract/accounts.rs"]
+mod accounts;
 #[path = "contract/directory.rs"]
 mod directory;
 use serde_json::{json, Value};
