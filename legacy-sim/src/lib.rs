@@ -1,6 +1,8 @@
 //! `legacy-sim`: an in-memory, faithful simulator of the legacy CRM platform that
 //! prospect-edge fronts (see `shared/spec/legacy-crm.md`): six HTTP/1.1 services, each
-//! on its own listener, sharing one deterministically seeded world. It is what the
+//! on its own listener, sharing one deterministically seeded world, plus two reference
+//! backends of other families (`directory`, OData v4; `accounts`, JSON:API; see
+//! `BACKENDS.md`) over the same tenants and users. It is what the
 //! edge's end-to-end tests and its demo talk to; it is not friendlier than the real
 //! platform, quirks and error dialects included.
 //!
@@ -47,7 +49,8 @@ pub struct SimConfig {
     /// Added before every answer of every service.
     pub latency: Duration,
     pub host: IpAddr,
-    /// 0: every service on an ephemeral port; N: services on N..N+5 in [`SERVICES`] order.
+    /// 0: every service on an ephemeral port; N: services on N..N+5 in [`SERVICES`]
+    /// order, then N+6 and N+7 in [`DIALECT_SERVICES`] order.
     pub base_port: u16,
 }
 
@@ -77,7 +80,8 @@ struct Instance {
     calls: Arc<AtomicU64>,
 }
 
-/// Seeds the world and binds all six services; returns once they accept connections.
+/// Seeds the world and binds all eight services (the six of [`SERVICES`], then the two
+/// of [`DIALECT_SERVICES`]); returns once they accept connections.
 pub async fn start(cfg: SimConfig) -> std::io::Result<Sim> {
     let mut world = seed::world();
     directory::seed(&mut world);

@@ -1597,6 +1597,20 @@ async fn stop_service_refuses_connections_and_calls_are_counted() {
 
     let r = call(&sim, "sales", "GET", "/Sales/Pipelines", ADMIN, None).await;
     assert_eq!(r.status, 200, "other services keep running");
+    let dialects: Vec<&str> = sim.dialect_services().iter().map(|s| s.0).collect();
+    assert_eq!(dialects, legacy_sim::DIALECT_SERVICES);
+    sim.stop_service("directory").await;
+    assert!(TcpStream::connect(sim.addr("directory")).await.is_err());
+    let r = http(
+        sim.addr("accounts"),
+        "GET",
+        "/tenants/1/organizations/1",
+        &[("X-Actor-Id", "101".to_string())],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "accounts keeps running");
+    assert_eq!(st.calls("accounts"), 1);
     let names: Vec<&str> = sim.services().iter().map(|s| s.0).collect();
     assert_eq!(
         names,
@@ -1746,13 +1760,13 @@ async fn injected_failures_answer_500_in_each_dialect() {
 
 #[tokio::test]
 async fn fixed_base_port_lays_services_out_in_order() {
-    // find a free block of six ports by binding the first one ephemerally
+    // find a free block of eight ports by binding the last one ephemerally
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = probe
         .local_addr()
         .unwrap()
         .port()
-        .saturating_sub(6)
+        .saturating_sub(8)
         .max(20_000);
     drop(probe);
     let cfg = SimConfig {
@@ -1765,6 +1779,13 @@ async fn fixed_base_port_lays_services_out_in_order() {
     let ports: Vec<u16> = sim.services().iter().map(|(_, a)| a.port()).collect();
     assert_eq!(ports, (base..base + 6).collect::<Vec<_>>());
     assert_eq!(sim.addr("iam").port(), base + 5);
+    let dialects: Vec<(&str, u16)> = sim
+        .dialect_services()
+        .iter()
+        .map(|(n, a)| (*n, a.port()))
+        .collect();
+    assert_eq!(dialects, [("directory", base + 6), ("accounts", base + 7)]);
+    assert_eq!(sim.addr("accounts").port(), base + 7);
     sim.shutdown().await;
 }
 
