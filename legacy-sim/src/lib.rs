@@ -1,6 +1,8 @@
 //! `legacy-sim`: an in-memory, faithful simulator of the legacy CRM platform that
 //! prospect-edge fronts (see `shared/spec/legacy-crm.md`): six HTTP/1.1 services, each
-//! on its own listener, sharing one deterministically seeded world. It is what the
+//! on its own listener, sharing one deterministically seeded world, plus two reference
+//! backends of other families (`directory`, OData v4; `accounts`, JSON:API; see
+//! `BACKENDS.md`) over the same tenants and users. It is what the
 //! edge's end-to-end tests and its demo talk to; it is not friendlier than the real
 //! platform, quirks and error dialects included.
 //!
@@ -15,12 +17,15 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod accounts;
 mod audit;
 mod common;
 mod crm_core;
+mod directory;
 mod engagements;
 mod iam;
 pub mod issuer;
+mod odata;
 mod query;
 mod sales;
 mod seed;
@@ -44,7 +49,8 @@ pub struct SimConfig {
     /// Added before every answer of every service.
     pub latency: Duration,
     pub host: IpAddr,
-    /// 0: every service on an ephemeral port; N: services on N..N+5 in [`SERVICES`] order.
+    /// 0: every service on an ephemeral port; N: services on N..N+5 in [`SERVICES`]
+    /// order, then N+6 and N+7 in [`DIALECT_SERVICES`] order.
     pub base_port: u16,
 }
 
@@ -74,9 +80,12 @@ struct Instance {
     calls: Arc<AtomicU64>,
 }
 
-/// Seeds the world and binds all six services; returns once they accept connections.
+/// Seeds the world and binds all eight services (the six of [`SERVICES`], then the two
+/// of [`DIALECT_SERVICES`]); returns once they accept connections.
 pub async fn start(cfg: SimConfig) -> std::io::Result<Sim> {
-    let world = seed::world();
+    let mut world = seed::world();
+    directory::seed(&mut world);
+    accounts::seed(&mut world);
     for (id, t) in &world.tenants {
         tracing::debug!(tenant = id, name = %t.name, contacts = t.contacts.len(), "seeded tenant");
     }
@@ -86,7 +95,7 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<Sim> {
         host: cfg.host,
         instances: Vec::with_capacity(SERVICES.len()),
     };
-    for (i, name) in SERVICES.iter().enumerate() {
+    for (i, name) in SERVICES.iter().chain(DIALECT_SERVICES.iter()).enumerate() {
         let port = if cfg.base_port == 0 {
             0
         } else {
@@ -101,6 +110,8 @@ pub async fn start(cfg: SimConfig) -> std::io::Result<Sim> {
 
 fn internal(name: &str) -> server::Internal {
     match name {
+        "directory" => directory::internal,
+        "accounts" => accounts::internal,
         "crm-core" => crm_core::internal,
         "sales" => sales::internal,
         "workflow" => workflow::internal,
@@ -118,6 +129,8 @@ fn router(name: &str, state: SimState) -> Router {
         "engagements" => engagements::router(state),
         "audit" => audit::router(state),
         "iam" => iam::router(state),
+        "directory" => directory::router(state),
+        "accounts" => accounts::router(state),
         _ => Router::new(),
     }
 }
@@ -141,6 +154,12 @@ impl Sim {
     /// (the first instance of each).
     pub fn services(&self) -> Vec<(&'static str, SocketAddr)> {
         self.first_instances(&SERVICES)
+    }
+
+    /// The two reference backends of other families (`BACKENDS.md`) and their
+    /// addresses, in [`DIALECT_SERVICES`] order (the first instance of each).
+    pub fn dialect_services(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.first_instances(&DIALECT_SERVICES)
     }
 
     fn first_instances(&self, names: &[&'static str]) -> Vec<(&'static str, SocketAddr)> {

@@ -1,5 +1,5 @@
-//! `legacy-sim`: runs the six simulated legacy services standalone (for the demo and
-//! for manual testing) until Ctrl-C.
+//! `legacy-sim`: runs the six simulated legacy services and the two reference backends
+//! of other families standalone (for the demo and for manual testing) until Ctrl-C.
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;
@@ -16,8 +16,8 @@ struct Args {
     /// Address to bind every service on.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
-    /// First port: services listen on N..N+5 (crm-core, sales, workflow, engagements,
-    /// audit, iam); 0 picks ephemeral ports.
+    /// First port: services listen on N..N+7 (crm-core, sales, workflow, engagements,
+    /// audit, iam, then directory and accounts); 0 picks ephemeral ports.
     #[arg(long, default_value_t = 0)]
     base_port: u16,
     /// Latency added before every answer, in milliseconds.
@@ -34,7 +34,7 @@ async fn main() -> std::io::Result<()> {
         base_port: args.base_port,
     })
     .await?;
-    for (name, addr) in sim.services() {
+    for (name, addr) in sim.services().into_iter().chain(sim.dialect_services()) {
         println!("{name:<12} http://{addr}");
     }
     tokio::signal::ctrl_c().await?;

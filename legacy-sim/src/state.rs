@@ -196,6 +196,40 @@ pub(crate) struct AuditEvent {
     pub changes: Value,
 }
 
+/// A contact of the OData `directory` service (its own records, not crm-core's).
+#[derive(Clone, Debug)]
+pub(crate) struct DirContact {
+    /// lowercase hyphenated GUID
+    pub id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub job_title: Option<String>,
+    pub owner: u64,
+    pub lifecycle: Option<i64>,
+    /// 100-ns ticks since the epoch
+    pub created: i64,
+    pub modified: i64,
+    pub version: i64,
+}
+
+/// An organization of the JSON:API `accounts` service.
+#[derive(Clone, Debug)]
+pub(crate) struct Organization {
+    pub id: u64,
+    pub name: String,
+    pub domain: Option<String>,
+    pub industry: Option<String>,
+    pub employees: Option<i64>,
+    pub city: Option<String>,
+    pub country: Option<String>,
+    pub owner: u64,
+    /// epoch ms
+    pub created: i64,
+    pub updated: i64,
+}
+
 #[derive(Default)]
 pub(crate) struct Tenant {
     pub name: String,
@@ -218,6 +252,13 @@ pub(crate) struct Tenant {
     pub next_engagement: u64,
     pub next_audit: u64,
     pub rng: Option<Rng>,
+    /// the directory's contacts by ContactId (their default order)
+    pub directory: BTreeMap<String, DirContact>,
+    /// the directory's VersionNumber sequence (one per tenant, as a rowversion)
+    pub directory_version: i64,
+    pub directory_rng: Option<Rng>,
+    pub organizations: BTreeMap<u64, Organization>,
+    pub next_organization: u64,
 }
 
 impl Tenant {
@@ -358,7 +399,9 @@ impl SimState {
     }
 
     /// Number of records of a kind: "contacts", "companies", "deals", "pipelines",
-    /// "tasks", "engagements", "audit". Panics on another kind (a typo in a test).
+    /// "tasks", "engagements", "audit", and of the two other backends "directory" (the
+    /// directory's contacts) and "organizations" (the accounts service's). Panics on
+    /// another kind (a typo in a test).
     pub fn count(&self, tenant: u32, kind: &str) -> usize {
         let w = self.read();
         let Some(t) = w.tenants.get(&tenant) else {
@@ -372,6 +415,8 @@ impl SimState {
                         | "tasks"
                         | "engagements"
                         | "audit"
+                        | "directory"
+                        | "organizations"
                 ),
                 "unknown record kind {kind:?}"
             );
@@ -385,6 +430,8 @@ impl SimState {
             "tasks" => t.tasks.len(),
             "engagements" => t.engagements.len(),
             "audit" => t.audit.len(),
+            "directory" => t.directory.len(),
+            "organizations" => t.organizations.len(),
             other => panic!("unknown record kind {other:?}"),
         }
     }

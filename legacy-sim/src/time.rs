@@ -130,6 +130,100 @@ pub(crate) fn parse_aspnet(s: &str) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
+/// 100-nanosecond ticks (.NET's precision, kept by the OData directory).
+pub(crate) const TICKS_PER_MS: i64 = 10_000;
+const TICKS_PER_SEC: i64 = 10_000_000;
+
+fn civil_time(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+/// The directory's Edm.DateTimeOffset: `2026-11-28T09:30:00Z`, or with the 1–7 digits
+/// the fraction needs when it is not zero (`2026-11-28T09:30:00.1234567Z`, `…00.5Z`).
+pub(crate) fn fmt_odata(ticks: i64) -> String {
+    let secs = ticks.div_euclid(TICKS_PER_SEC);
+    let frac = ticks.rem_euclid(TICKS_PER_SEC);
+    if frac == 0 {
+        format!("{}Z", civil_time(secs))
+    } else {
+        let digits = format!("{frac:07}");
+        format!("{}.{}Z", civil_time(secs), digits.trim_end_matches('0'))
+    }
+}
+
+/// The accounts service's timestamps: `2026-11-28T09:30:00.123+0000` (always
+/// milliseconds and a `+0000` offset).
+pub(crate) fn fmt_jsonapi(ms: i64) -> String {
+    format!(
+        "{}.{:03}+0000",
+        civil_time(ms.div_euclid(1000)),
+        ms.rem_euclid(1000)
+    )
+}
+
+/// An ISO 8601 date-time with a zone, as nanoseconds since the epoch:
+/// `YYYY-MM-DDTHH:MM[:SS[.f]]` then `Z`, `±HH:MM` or `±HHMM`, with at most `max_frac`
+/// fraction digits. Strict: anything else is `None`.
+pub(crate) fn parse_iso(s: &str, max_frac: usize) -> Option<i128> {
+    let b = s.as_bytes();
+    if b.len() < 17 || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    let day = date_part(&b[0..10])? / 1000;
+    let h = digits(&b[11..13])?;
+    let mi = digits(&b[14..16])?;
+    let mut rest = &b[16..];
+    let mut se = 0;
+    let mut nanos: i128 = 0;
+    if let Some(r) = rest.strip_prefix(b":") {
+        se = digits(r.get(0..2)?)?;
+        rest = &r[2..];
+        if let Some(r) = rest.strip_prefix(b".") {
+            let n = r.iter().take_while(|c| c.is_ascii_digit()).count();
+            if n == 0 || n > max_frac || n > 9 {
+                return None;
+            }
+            let mut f = digits(&r[..n])? as i128;
+            for _ in n..9 {
+                f *= 10;
+            }
+            nanos = f;
+            rest = &r[n..];
+        }
+    }
+    if h > 23 || mi > 59 || se > 59 {
+        return None;
+    }
+    let offset = match rest {
+        b"Z" => 0,
+        [sign @ (b'+' | b'-'), zone @ ..] => {
+            let (oh, om) = match zone {
+                [a, b, b':', c, d] | [a, b, c, d] => (digits(&[*a, *b])?, digits(&[*c, *d])?),
+                _ => return None,
+            };
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = (oh * 3600 + om * 60) as i128;
+            if *sign == b'-' {
+                -o
+            } else {
+                o
+            }
+        }
+        _ => return None,
+    };
+    let secs = (day + h * 3600 + mi * 60 + se) as i128 - offset;
+    Some(secs * 1_000_000_000 + nanos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +247,33 @@ mod tests {
         assert!(parse_wf("2026-02-29 00:00:00").is_none());
         assert!(parse_wf("2026-12-01T17:00:00").is_none());
         assert!(parse_wf("2026-12-01 24:00:00").is_none());
+    }
+
+    #[test]
+    fn iso_formats() {
+        let t = parse_iso("2026-11-28T09:30:00Z", 7).unwrap();
+        assert_eq!(t, 1_795_858_200 * 1_000_000_000);
+        assert_eq!(fmt_odata((t / 100) as i64), "2026-11-28T09:30:00Z");
+        let f = parse_iso("2026-11-28T09:30:00.1234567Z", 7).unwrap();
+        assert_eq!(fmt_odata((f / 100) as i64), "2026-11-28T09:30:00.1234567Z");
+        let h = parse_iso("2026-11-28T09:30:00.5Z", 7).unwrap();
+        assert_eq!(fmt_odata((h / 100) as i64), "2026-11-28T09:30:00.5Z");
+        assert_eq!(parse_iso("2026-11-28T10:30:00+01:00", 7), Some(t));
+        assert_eq!(parse_iso("2026-11-28T08:30:00-0100", 7), Some(t));
+        assert_eq!(parse_iso("2026-11-28T09:30Z", 7), Some(t));
+        assert!(parse_iso("2026-11-28T09:30:00.12345678Z", 7).is_none());
+        assert!(parse_iso("2026-11-28T09:30:00", 7).is_none());
+        assert!(parse_iso("2026-11-28 09:30:00Z", 7).is_none());
+        assert!(parse_iso("2026-02-30T09:30:00Z", 7).is_none());
+        assert!(parse_iso("2026-11-28T24:00:00Z", 7).is_none());
+        assert!(parse_iso("2026-11-28T09:30:00.Z", 7).is_none());
+        assert!(parse_iso("2026-11-28T09:30:00+0", 7).is_none());
+        let ms = 1_795_858_200_123;
+        assert_eq!(fmt_jsonapi(ms), "2026-11-28T09:30:00.123+0000");
+        assert_eq!(
+            parse_iso(&fmt_jsonapi(ms), 9),
+            Some(i128::from(ms) * 1_000_000)
+        );
     }
 
     #[test]

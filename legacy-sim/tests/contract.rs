@@ -5,6 +5,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use legacy_sim::{start, Sim, SimConfig};
+
+#[path = "contract/accounts.rs"]
+mod accounts;
+#[path = "contract/directory.rs"]
+mod directory;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -36,16 +41,28 @@ async fn http(
     headers: &[(&str, String)],
     body: Option<&str>,
 ) -> Resp {
+    let mut hs: Vec<(&str, String)> = headers.to_vec();
+    if body.is_some() {
+        hs.push(("Content-Type", "application/json".to_string()));
+    }
+    send(addr, method, path, &hs, body).await
+}
+
+/// Like [`http`], with exactly the headers given (no Content-Type added).
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<&str>,
+) -> Resp {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     match body {
-        Some(b) => req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-            b.len()
-        )),
+        Some(b) => req.push_str(&format!("Content-Length: {}\r\n\r\n{b}", b.len())),
         None if method == "POST" || method == "PUT" || method == "PATCH" => {
             req.push_str("Content-Length: 0\r\n\r\n")
         }
@@ -1580,6 +1597,20 @@ async fn stop_service_refuses_connections_and_calls_are_counted() {
 
     let r = call(&sim, "sales", "GET", "/Sales/Pipelines", ADMIN, None).await;
     assert_eq!(r.status, 200, "other services keep running");
+    let dialects: Vec<&str> = sim.dialect_services().iter().map(|s| s.0).collect();
+    assert_eq!(dialects, legacy_sim::DIALECT_SERVICES);
+    sim.stop_service("directory").await;
+    assert!(TcpStream::connect(sim.addr("directory")).await.is_err());
+    let r = http(
+        sim.addr("accounts"),
+        "GET",
+        "/tenants/1/organizations/1",
+        &[("X-Actor-Id", "101".to_string())],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "accounts keeps running");
+    assert_eq!(st.calls("accounts"), 1);
     let names: Vec<&str> = sim.services().iter().map(|s| s.0).collect();
     assert_eq!(
         names,
@@ -1729,13 +1760,13 @@ async fn injected_failures_answer_500_in_each_dialect() {
 
 #[tokio::test]
 async fn fixed_base_port_lays_services_out_in_order() {
-    // find a free block of six ports by binding the first one ephemerally
+    // find a free block of eight ports by binding the last one ephemerally
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = probe
         .local_addr()
         .unwrap()
         .port()
-        .saturating_sub(6)
+        .saturating_sub(8)
         .max(20_000);
     drop(probe);
     let cfg = SimConfig {
@@ -1748,6 +1779,13 @@ async fn fixed_base_port_lays_services_out_in_order() {
     let ports: Vec<u16> = sim.services().iter().map(|(_, a)| a.port()).collect();
     assert_eq!(ports, (base..base + 6).collect::<Vec<_>>());
     assert_eq!(sim.addr("iam").port(), base + 5);
+    let dialects: Vec<(&str, u16)> = sim
+        .dialect_services()
+        .iter()
+        .map(|(n, a)| (*n, a.port()))
+        .collect();
+    assert_eq!(dialects, [("directory", base + 6), ("accounts", base + 7)]);
+    assert_eq!(sim.addr("accounts").port(), base + 7);
     sim.shutdown().await;
 }
 
