@@ -8,9 +8,11 @@
 pub mod access_log;
 pub mod admin;
 pub mod auth;
+pub mod compress;
 pub mod config;
 pub mod diag;
 pub mod edge;
+pub mod etag;
 pub mod head_guard;
 pub mod hex;
 pub mod json;
@@ -19,6 +21,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod policy;
 pub mod problem;
+pub mod representation;
 #[cfg(test)]
 mod robustness;
 pub mod seal;
