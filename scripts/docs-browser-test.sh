@@ -47,7 +47,26 @@ grep -q 'trace-id: [0-9a-f]\{32\}' "$OUT/dom.html" || fail "the response headers
 grep -q 'version: 2026-11-01' "$OUT/dom.html" || fail "the Version header is not shown"
 echo "   ok: 200, the contact's body and headers are in the page"
 
+echo "== chromium: Try it on the search, with the example the page pre-fills"
+url="http://$LISTEN/docs#op=contacts.search&token=$token&run=1"
+chrome --dump-dom > "$OUT/search.html"
+grep -q 'id="result"[^>]*data-status="200"' "$OUT/search.html" || fail "the pre-filled search did not answer 200"
+grep -q '"operator": "contains"' "$OUT/search.html" || fail "the search example is not pre-filled"
+grep -q '"email": "[^"]*@example.com"' "$OUT/search.html" || fail "the pre-filled search returned no contact"
+echo "   ok: the pre-filled search example returns contacts"
+
+echo "== chromium: a schema page and the search box (prefilled from #q=)"
+url="http://$LISTEN/docs#schema=Contact&q=lifecycle_stage"
+chrome --dump-dom > "$OUT/schema.html"
+grep -q '<h2>Contact</h2>' "$OUT/schema.html" || fail "the Contact schema is not shown"
+grep -q 'lifecycle_stage' "$OUT/schema.html" || fail "the schema's fields are not shown"
+grep -q 'data-op="contacts.search"' "$OUT/schema.html" || fail "the search box does not find the contact operations"
+if grep -q 'data-op="deals.get"' "$OUT/schema.html"; then fail "the search box does not filter"; fi
+grep -q 'data-schema="Contact"' "$OUT/schema.html" || fail "the search box does not list the Contact schema"
+echo "   ok: schema page, and the search box filters operations and schemas"
+
 echo "== chromium: screenshot"
+url="http://$LISTEN/docs#op=contacts.get&id=$contact_id&token=$token&run=1"
 chrome --screenshot="$OUT/screenshot.png" > /dev/null
 [ -s "$OUT/screenshot.png" ] || fail "no screenshot written"
 cp "$OUT/screenshot.png" "$SCREENSHOT"

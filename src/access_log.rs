@@ -66,10 +66,25 @@ pub fn line(e: &Entry<'_>) -> Vec<u8> {
     out
 }
 
+/// Where lines go instead of stderr, once set (the demo's log file).
+static SINK: std::sync::OnceLock<std::sync::Arc<std::fs::File>> = std::sync::OnceLock::new();
+
+/// Sends the access log to `file` from now on (once; later calls are ignored).
+pub fn write_to(file: std::sync::Arc<std::fs::File>) {
+    let _ = SINK.set(file);
+}
+
 /// Writes the line in one `write` (lines of concurrent requests never interleave).
 pub fn write(e: &Entry<'_>) {
     let line = line(e);
-    let _ = std::io::stderr().lock().write_all(&line);
+    match SINK.get() {
+        Some(f) => {
+            let _ = (&**f).write_all(&line);
+        }
+        None => {
+            let _ = std::io::stderr().lock().write_all(&line);
+        }
+    }
 }
 
 #[cfg(test)]

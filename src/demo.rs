@@ -57,7 +57,8 @@ fn start_world(jwks: serde_json::Value) -> std::io::Result<World> {
         .map_err(|_| std::io::Error::other("the simulator thread stopped"))?
 }
 
-pub fn run(conf: &Path, listen: &str, admin: &str) -> ExitCode {
+/// `log_file`: where the logs go (printed in the banner), or `None` when they go to stderr.
+pub fn run(conf: &Path, listen: &str, admin: &str, log_file: Option<&Path>) -> ExitCode {
     let key_path = conf
         .parent()
         .unwrap_or(Path::new("."))
@@ -114,23 +115,38 @@ pub fn run(conf: &Path, listen: &str, admin: &str) -> ExitCode {
     };
     let sealer = prospect_edge::seal::Sealer::new(&cfg.id_secret.0, &cfg.cursor_secret.0);
     let contact = sealer.seal_id("con", 1, 0, &prospect_edge::seal::InternalId::Int(1));
+    let version = plan.versions.current.clone();
     println!("prospect-edge demo — everything on loopback; Ctrl-C stops it all");
     println!("  {:<12} http://{}", "edge", cfg.listen);
-    println!("  {:<12} http://{}", "admin", cfg.admin);
     println!("  {:<12} http://{}/docs", "reference", cfg.listen);
+    println!("  {:<12} http://{}", "admin", cfg.admin);
+    match log_file {
+        Some(p) => println!(
+            "  {:<12} {} (tail -f it; --log-json puts them on stderr)",
+            "logs",
+            p.display()
+        ),
+        None => println!("  {:<12} stderr (JSON lines)", "logs"),
+    }
     println!("  {:<12} {}", "issuer-jwks", world.jwks_url);
     for (name, addr) in &world.services {
         println!("  {name:<12} http://{addr}");
     }
     println!();
     println!("Try (token for tenant 1, user 101 admin, valid one hour):");
+    println!("  export TOKEN='{t}'");
     println!(
-        "  curl -s http://{}/v1/contacts/{contact} -H 'Version: 2026-11-01' -H 'Authorization: Bearer {t}'",
+        "  curl -s http://{}/v1/contacts/{contact} -H 'Version: {version}' -H \"Authorization: Bearer $TOKEN\"",
         cfg.listen
     );
     println!(
-        "More tokens: cargo run --release -- token --tenant 1 --user 103 --scope 'contact.read'"
+        "  curl -s http://{}/v1/contacts/search -H 'Version: {version}' -H \"Authorization: Bearer $TOKEN\" \\\n       -H 'Content-Type: application/json' -d '{{\"limit\": 2}}'",
+        cfg.listen
     );
+    println!(
+        "More tokens: ./target/release/prospect-edge token --tenant 1 --user 103 --scope 'contact.read'"
+    );
+    println!("A first walk through the API: docs/quick-start.md");
     match server::run(cfg, plan, PingoraFlags::default()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -8,8 +8,10 @@
 pub mod access_log;
 pub mod admin;
 pub mod auth;
+pub mod compress;
 pub mod config;
 pub mod diag;
+pub mod etag;
 pub mod head_guard;
 pub mod hex;
 pub mod json;
@@ -19,6 +21,7 @@ pub mod openapi;
 pub mod pipeline;
 pub mod policy;
 pub mod problem;
+pub mod representation;
 #[cfg(test)]
 mod robustness;
 pub mod seal;

@@ -58,6 +58,13 @@ enum Cmd {
         admin: String,
         #[arg(short = 'c', long = "conf", default_value = "conf/demo/edge.yaml")]
         conf: PathBuf,
+        /// Logs as JSON lines on stderr (as `run` writes them) instead of to the log file.
+        #[arg(long)]
+        log_json: bool,
+        /// Where the logs go without `--log-json` (default: prospect-edge-demo.log in the
+        /// temporary directory); the banner prints the path.
+        #[arg(long)]
+        log_file: Option<PathBuf>,
     },
     /// Print the OpenAPI 3.1 document of the public API, generated from the mappings.
     Openapi {
@@ -93,14 +100,30 @@ enum Cmd {
     },
 }
 
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
 fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// The demo's logs (pingora's, the edge's, the access log) in a file, so that the banner a
+/// newcomer reads stays on the terminal. Same JSON lines as `--log-json`.
+fn init_demo_logs(path: &std::path::Path) -> std::io::Result<()> {
+    let file = std::sync::Arc::new(std::fs::File::create(path)?);
+    prospect_edge::access_log::write_to(file.clone());
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(log_filter())
+        .with_writer(file)
+        .init();
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -161,9 +184,22 @@ fn main() -> ExitCode {
             listen,
             admin,
             conf,
+            log_json,
+            log_file,
         } => {
-            init_logs();
-            demo::run(&conf, &listen, &admin)
+            let log_path = if log_json {
+                init_logs();
+                None
+            } else {
+                let path =
+                    log_file.unwrap_or_else(|| std::env::temp_dir().join("prospect-edge-demo.log"));
+                if let Err(e) = init_demo_logs(&path) {
+                    eprintln!("cannot write the log file {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+                Some(path)
+            };
+            demo::run(&conf, &listen, &admin, log_path.as_deref())
         }
         Cmd::Openapi {
             conf,

@@ -37,59 +37,75 @@ impl Gen<'_> {
         }
     }
 
+    /// `Problem` (any problem) and one complete schema per slug. Each slug's schema repeats
+    /// the members rather than `allOf`-extending `Problem`: generators merge `allOf` members
+    /// poorly (a `const` over a `string` clashes), and a client should get one flat model.
+    /// The shared `errors` item is the named `ProblemError`.
     pub(super) fn problem_schemas(&mut self) {
+        self.schemas.insert(
+            "ProblemError".into(),
+            json!({
+                "type": "object",
+                "description": "One offending member of the request.",
+                "properties": {
+                    "pointer": {"type": "string", "description": "RFC 6901 JSON pointer into the request body (or the search's member)."},
+                    "detail": {"type": "string"},
+                },
+                "required": ["pointer", "detail"],
+            }),
+        );
+        let base_url = self.settings.problem_type_base.clone();
+        let members = |kind: Option<Kind>| {
+            let (ty, title, status) = match kind {
+                Some(k) => (
+                    json!({"type": "string", "const": format!("{base_url}{}", k.slug())}),
+                    json!({"type": "string", "const": k.title()}),
+                    json!({"type": "integer", "const": k.status()}),
+                ),
+                None => (
+                    json!({"type": "string", "format": "uri"}),
+                    json!({"type": "string"}),
+                    json!({"type": "integer", "minimum": 400, "maximum": 599}),
+                ),
+            };
+            json!({
+                "type": ty,
+                "title": title,
+                "status": status,
+                "detail": {"type": "string"},
+                "instance": {"type": "string", "description": "The request path."},
+                "trace_id": {"type": "string", "pattern": TRACE_ID_PATTERN},
+                "errors": {"type": "array", "items": schema_ref("ProblemError")},
+                "required_scope": {"type": "string"},
+                "required_permission": {"type": "string"},
+                "supported_versions": {"type": "array", "items": {"type": "string"}},
+                "violated_policies": {"type": "array", "items": {"type": "string"}},
+            })
+        };
+        let base = ["type", "title", "status", "detail", "instance", "trace_id"];
         self.schemas.insert(
             "Problem".into(),
             json!({
                 "type": "object",
                 "description": "RFC 9457 problem details. `type` ends with the problem's slug; `title` is fixed per type.",
-                "properties": {
-                    "type": {"type": "string", "format": "uri"},
-                    "title": {"type": "string"},
-                    "status": {"type": "integer", "minimum": 400, "maximum": 599},
-                    "detail": {"type": "string"},
-                    "instance": {"type": "string", "description": "The request path."},
-                    "trace_id": {"type": "string", "pattern": TRACE_ID_PATTERN},
-                    "errors": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "pointer": {"type": "string", "description": "RFC 6901 JSON pointer into the request body."},
-                                "detail": {"type": "string"},
-                            },
-                            "required": ["pointer", "detail"],
-                        },
-                    },
-                    "required_scope": {"type": "string"},
-                    "required_permission": {"type": "string"},
-                    "supported_versions": {"type": "array", "items": {"type": "string"}},
-                    "violated_policies": {"type": "array", "items": {"type": "string"}},
-                },
-                "required": ["type", "title", "status", "detail", "instance", "trace_id"],
+                "properties": members(None),
+                "required": base,
             }),
         );
         for kind in Kind::ALL {
-            let mut required = Vec::new();
+            let mut required: Vec<&str> = base.to_vec();
             match kind {
                 Kind::InsufficientScope => required.push("required_scope"),
                 Kind::PermissionDenied => required.push("required_permission"),
                 Kind::UnsupportedVersion => required.push("supported_versions"),
                 _ => {}
             }
-            let mut s = json!({
-                "title": kind.slug(),
+            let s = json!({
+                "type": "object",
                 "description": format!("`{}`: {}.", kind.slug(), Self::problem_when(kind)),
-                "allOf": [schema_ref("Problem")],
-                "properties": {
-                    "type": {"const": self.type_url(kind)},
-                    "title": {"const": kind.title()},
-                    "status": {"const": kind.status()},
-                },
+                "properties": members(Some(kind)),
+                "required": required,
             });
-            if !required.is_empty() {
-                s["required"] = json!(required);
-            }
             self.schemas.insert(format!("Problem.{}", kind.slug()), s);
         }
     }
@@ -195,7 +211,7 @@ impl Gen<'_> {
                      400 `unsupported-version`.",
                     self.plan.versions.supported().iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
                 ),
-                "schema": {"type": "string", "enum": [v], "default": v},
+                "schema": schema_ref("ApiVersion"),
                 "example": v,
             },
             "Idempotency-Key": {
@@ -213,7 +229,7 @@ impl Gen<'_> {
     }
 
     pub(super) fn headers(&self) -> Value {
-        json!({
+        let mut h = json!({
             "Trace-Id": {
                 "description": "The request's trace id (32 lowercase hex), also in every problem's `trace_id`.",
                 "required": true,
@@ -248,7 +264,13 @@ impl Gen<'_> {
                 "description": "Seconds to wait before retrying.",
                 "schema": {"type": "string", "pattern": "^[0-9]+$"},
             },
-        })
+        });
+        // Only a deprecated release's answers carry them (an unused component otherwise).
+        if let (false, Some(m)) = (self.release.deprecated, h.as_object_mut()) {
+            m.remove("Deprecation");
+            m.remove("Sunset");
+        }
+        h
     }
 
     pub(super) fn security_scheme(&self) -> Value {

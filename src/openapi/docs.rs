@@ -72,7 +72,7 @@ pub fn serve(
     if method != "GET" && method != "HEAD" {
         let exists = path == OPENAPI_PATH || asset(path).is_some();
         return Err(if exists {
-            Problem::new(Kind::MethodNotAllowed, "Use GET").with_header("allow", "GET")
+            Problem::new(Kind::MethodNotAllowed, "Use GET").with_header("allow", "GET, HEAD")
         } else {
             Problem::not_found()
         });

@@ -128,6 +128,19 @@ pub fn document(plan: &Plan, settings: &Settings, version: &str) -> Result<Value
 
 // ---------------------------------------------------------------- names and words
 
+/// `2026-11-01` → `2026.11.1`: `info.version` becomes a generated package's version, and
+/// a date is no valid PEP 440 / semver version (the release stays in `x-api-version`).
+fn package_version(date: &str) -> String {
+    let parts: Vec<String> = date
+        .split('-')
+        .map(|p| {
+            let t = p.trim_start_matches('0');
+            if t.is_empty() { "0" } else { t }.to_string()
+        })
+        .collect();
+    parts.join(".")
+}
+
 /// `companies` → `company`, `contacts` → `contact` (resource names are plural nouns).
 fn singular(plural: &str) -> String {
     if let Some(stem) = plural.strip_suffix("ies") {
@@ -280,6 +293,8 @@ struct Gen<'a> {
     settings: &'a Settings,
     release: &'a Release,
     schemas: Map<String, Value>,
+    /// Components defined while building others (filter variants, attachments).
+    defined: std::cell::RefCell<Map<String, Value>>,
 }
 
 impl<'a> Gen<'a> {
@@ -289,7 +304,17 @@ impl<'a> Gen<'a> {
             settings,
             release,
             schemas: Map::new(),
+            defined: Default::default(),
         }
+    }
+
+    /// Defines the component schema `name` (once) and answers a reference to it.
+    fn define(&self, name: &str, schema: Value) -> Value {
+        self.defined
+            .borrow_mut()
+            .entry(name.to_string())
+            .or_insert(schema);
+        schema_ref(name)
     }
 
     /// The fields of `res` as clients of this release see them. Every release shows the
@@ -363,6 +388,19 @@ impl<'a> Gen<'a> {
             self.resource_paths(res, &mut paths);
         }
         self.problem_schemas();
+        self.schemas.insert(
+            "ApiVersion".into(),
+            json!({
+                "type": "string",
+                "enum": [self.release.date],
+                "description": "The release this document describes; send it as the `Version` header of every request.",
+            }),
+        );
+        let defined = std::mem::take(&mut *self.defined.borrow_mut());
+        for (k, v) in defined {
+            self.schemas.entry(k).or_insert(v);
+        }
+        self.schemas.sort_keys();
         let mut components = Map::new();
         components.insert(
             "schemas".into(),
@@ -437,11 +475,24 @@ impl<'a> Gen<'a> {
         }
         let mut info = json!({
             "title": TITLE,
-            "version": self.release.date,
+            "version": package_version(&self.release.date),
             "summary": format!("The {} of the ProspectConnect CRM.", list_words(self.plan.resources.keys().map(|r| words(r)).collect())),
             "description": description,
         });
         if let Some(obj) = info.as_object_mut() {
+            obj.insert(
+                "contact".into(),
+                json!({"name": "ProspectConnect API team", "url": "https://papi.trendev.in/docs"}),
+            );
+            obj.insert(
+                "license".into(),
+                json!({"name": "Proprietary", "url": "https://papi.trendev.in/terms"}),
+            );
+            // `info.version` must be a package version for generators; the release itself:
+            obj.insert(
+                "x-api-version".into(),
+                Value::from(self.release.date.as_str()),
+            );
             obj.insert("x-current-version".into(), Value::from(v.current.as_str()));
             obj.insert("x-supported-versions".into(), json!(v.supported()));
             if self.release.deprecated {
@@ -523,6 +574,38 @@ mod tests {
     }
 
     #[test]
+    fn release_dates_become_package_versions() {
+        assert_eq!(package_version("2026-11-01"), "2026.11.1");
+        assert_eq!(package_version("2026-05-01"), "2026.5.1");
+        let plan = shipped();
+        let doc = document(&plan, &settings(), "2026-05-01").expect("doc");
+        assert_eq!(doc["info"]["version"], "2026.5.1");
+        assert_eq!(doc["info"]["x-api-version"], "2026-05-01");
+    }
+
+    #[test]
+    fn problems_are_flat_models_sharing_problem_error() {
+        let plan = shipped();
+        let doc = document(&plan, &settings(), "2026-11-01").expect("doc");
+        let s = &doc["components"]["schemas"];
+        let p = &s["Problem.invalid-request"];
+        assert!(p.get("allOf").is_none());
+        assert_eq!(
+            p["properties"]["errors"]["items"],
+            json!({"$ref": "#/components/schemas/ProblemError"})
+        );
+        assert_eq!(
+            p["properties"]["status"],
+            json!({"type": "integer", "const": 400})
+        );
+        assert_eq!(
+            doc["components"]["parameters"]["Version"]["schema"],
+            json!({"$ref": "#/components/schemas/ApiVersion"})
+        );
+        assert_eq!(s["ApiVersion"]["enum"], json!(["2026-11-01"]));
+    }
+
+    #[test]
     fn names_are_singular_pascal() {
         assert_eq!(pascal(&singular("companies")), "Company");
         assert_eq!(pascal(&singular("contacts")), "Contact");
@@ -540,8 +623,18 @@ mod tests {
         assert_eq!(c["properties"]["id"]["pattern"], "^con_[A-Za-z0-9_-]+$");
         assert_eq!(c["properties"]["created_at"]["readOnly"], true);
         assert_eq!(c["properties"]["created_at"]["format"], "date-time");
+        // Responses: the known values, any other string (a later release's), or null.
+        let stage = &c["properties"]["lifecycle_stage"]["anyOf"];
         assert_eq!(
-            c["properties"]["lifecycle_stage"]["enum"],
+            stage[0]["anyOf"][0]["enum"],
+            json!(["subscriber", "lead", "opportunity", "customer", "other"])
+        );
+        assert_eq!(stage[0]["anyOf"][1]["type"], "string");
+        assert_eq!(stage[1], json!({"type": "null"}));
+        assert!(c.get("additionalProperties").is_none());
+        // Requests: closed, and null accepted where the field is nullable.
+        assert_eq!(
+            s["ContactUpdate"]["properties"]["lifecycle_stage"]["enum"],
             json!([
                 "subscriber",
                 "lead",
@@ -551,6 +644,7 @@ mod tests {
                 null
             ])
         );
+        assert_eq!(s["ContactUpdate"]["additionalProperties"], false);
         assert_eq!(s["ContactCreate"]["required"], json!(["email"]));
         assert!(s["ContactCreate"]["properties"].get("created_at").is_none());
         assert!(s["ContactUpdate"].get("required").is_none());
@@ -574,61 +668,75 @@ mod tests {
             s["PipelinePage"]["properties"]["meta"]["required"],
             json!(["cursor", "total"])
         );
-        // Notes sort only their fixed default order.
+        // Notes sort only their fixed default order: the object itself, no one-branch oneOf.
+        assert!(s["NoteSort"].get("oneOf").is_none());
         assert_eq!(
-            s["NoteSort"]["oneOf"],
-            json!([{
-                "type": "object", "title": "sort by created_at",
-                "properties": {
-                    "field": {"type": "string", "const": "created_at"},
-                    "direction": {"type": "string", "const": "desc"},
-                },
-                "required": ["field", "direction"],
-                "additionalProperties": false,
-            }])
+            s["NoteSort"]["properties"],
+            json!({
+                "field": {"type": "string", "const": "created_at"},
+                "direction": {"type": "string", "const": "desc"},
+            })
         );
+        assert_eq!(s["NoteSort"]["required"], json!(["field", "direction"]));
+        // Contacts sort several ways: one named component each.
+        assert_eq!(
+            s["ContactSort"]["oneOf"][0],
+            json!({"$ref": "#/components/schemas/ContactSortByLastName"})
+        );
+        // No request default: `limit` and `direction` say theirs in words.
+        assert!(s["ContactSearch"]["properties"]["limit"]
+            .get("default")
+            .is_none());
+        assert!(s["ContactSortByLastName"]["properties"]["direction"]
+            .get("default")
+            .is_none());
     }
 
     #[test]
     fn filters_are_one_variant_per_operator_group() {
         let plan = shipped();
         let doc = document(&plan, &settings(), "2026-11-01").expect("doc");
-        let variants = doc["components"]["schemas"]["ContactFilter"]["oneOf"]
-            .as_array()
-            .expect("variants");
-        let titles: Vec<&str> = variants
+        let s = &doc["components"]["schemas"];
+        let variants = s["ContactFilter"]["oneOf"].as_array().expect("variants");
+        let names: Vec<&str> = variants
             .iter()
-            .filter_map(|v| v["title"].as_str())
+            .filter_map(|v| v["$ref"].as_str())
+            .map(|r| r.trim_start_matches("#/components/schemas/"))
             .collect();
         assert_eq!(
-            titles,
+            names,
             [
-                "first_name eq",
-                "first_name contains",
-                "last_name eq",
-                "last_name contains",
-                "email eq",
-                "email contains",
-                "email has_value",
-                "job_title eq",
-                "job_title contains",
-                "company_id eq",
-                "company_id in",
-                "owner_id eq",
-                "owner_id in",
-                "lifecycle_stage eq",
-                "lifecycle_stage in|not_in",
-                "created_at gt|gte|lt|lte",
-                "created_at between",
-                "updated_at gt|gte|lt|lte",
-                "updated_at between",
+                "ContactFilterFirstNameEq",
+                "ContactFilterFirstNameContains",
+                "ContactFilterLastNameEq",
+                "ContactFilterLastNameContains",
+                "ContactFilterEmailEq",
+                "ContactFilterEmailContains",
+                "ContactFilterEmailHasValue",
+                "ContactFilterJobTitleEq",
+                "ContactFilterJobTitleContains",
+                "ContactFilterCompanyIdEq",
+                "ContactFilterCompanyIdIn",
+                "ContactFilterOwnerIdEq",
+                "ContactFilterOwnerIdIn",
+                "ContactFilterLifecycleStageEq",
+                "ContactFilterLifecycleStageInNotIn",
+                "ContactFilterCreatedAtGtGteLtLte",
+                "ContactFilterCreatedAtBetween",
+                "ContactFilterUpdatedAtGtGteLtLte",
+                "ContactFilterUpdatedAtBetween",
             ]
         );
-        let task = doc["components"]["schemas"]["TaskFilter"]["oneOf"]
-            .as_array()
-            .expect("variants");
-        assert!(task
-            .iter()
-            .any(|v| v["properties"]["field"]["const"] == "attached_to.id"));
+        for n in names {
+            assert!(s[n]["properties"]["field"]["const"].is_string(), "{n}");
+            assert!(
+                s[n].get("title").is_none(),
+                "{n}: titles name generated models"
+            );
+        }
+        assert_eq!(
+            s["TaskFilterAttachedToIdEq"]["properties"]["field"]["const"],
+            "attached_to.id"
+        );
     }
 }

@@ -60,7 +60,17 @@ impl Gen<'_> {
                 json!({"type": "string", "format": "date", "examples": [EXAMPLE_DATE]})
             }
             Codec::Enum { to_up } => {
-                json!({"type": "string", "enum": to_up.keys().collect::<Vec<_>>()})
+                let known = json!({"type": "string", "enum": to_up.keys().collect::<Vec<_>>()});
+                if dir == Dir::Read {
+                    // Responses are open (docs/versioning.md): a later release may add a
+                    // value, which a client of this one must read as a plain string.
+                    json!({"anyOf": [known, {
+                        "type": "string",
+                        "description": "A value added after this release: treat it as unknown, don't fail.",
+                    }]})
+                } else {
+                    known
+                }
             }
             Codec::Id { prefix } => self.id_schema_with(prefix, dir == Dir::Read),
             Codec::IdList { prefix } => {
@@ -78,26 +88,47 @@ impl Gen<'_> {
                 json!({"type": "array", "items": self.object_schema(fields, Dir::Read)})
             }
             Codec::Attachment(a) => {
-                let kinds: Vec<Value> = a
+                let read = dir == Dir::Read;
+                let mut kinds: Vec<Value> = a
                     .kinds
                     .iter()
                     .map(|k| {
-                        json!({
+                        let mut s = json!({
                             "type": "object",
-                            "title": k.name,
+                            "description": format!("Attached to {} {}.", article(&k.name), words(&k.name)),
                             "properties": {
                                 "type": {"type": "string", "const": k.name},
-                                "id": self.id_schema_with(&k.prefix, dir == Dir::Read),
+                                "id": self.id_schema_with(&k.prefix, read),
                             },
                             "required": ["type", "id"],
-                            "additionalProperties": false,
-                        })
+                        });
+                        if !read {
+                            s["additionalProperties"] = Value::Bool(false);
+                        }
+                        let name = format!("{}Attachment{}", pascal(&k.name), if read { "" } else { "Input" });
+                        self.define(&name, s)
                     })
                     .collect();
-                json!({ "oneOf": kinds })
+                if read {
+                    // A later release may attach to a new kind of record.
+                    kinds.push(self.define(
+                        "OtherAttachment",
+                        json!({
+                            "type": "object",
+                            "description": "Attached to a kind of record added after this release.",
+                            "properties": {"type": {"type": "string"}, "id": {"type": "string"}},
+                            "required": ["type", "id"],
+                        }),
+                    ));
+                    json!({ "anyOf": kinds })
+                } else if kinds.len() == 1 {
+                    kinds.remove(0)
+                } else {
+                    json!({ "oneOf": kinds })
+                }
             }
             Codec::Variant(v) => {
-                let cases: Vec<Value> = v
+                let mut cases: Vec<Value> = v
                     .cases
                     .iter()
                     .map(|(_, f)| f)
@@ -112,11 +143,26 @@ impl Gen<'_> {
                         }
                     })
                     .collect();
+                // Cases of the same shape are one branch (an email's subject and a call's
+                // notes are both strings).
+                let mut unique: Vec<Value> = Vec::new();
+                for c in cases.drain(..) {
+                    if !unique.contains(&c) {
+                        unique.push(c);
+                    }
+                }
                 let by = match &v.key {
                     crate::mapping::model::VariantKey::Public(name) => format!("`{name}`"),
                     crate::mapping::model::VariantKey::Upstream(_) => "the record's kind".into(),
                 };
-                json!({"anyOf": cases, "description": format!("Its shape depends on {by}.")})
+                let description = format!("Its shape depends on {by}.");
+                if unique.len() == 1 {
+                    let mut notes = Map::new();
+                    notes.insert("description".into(), Value::from(description));
+                    annotate(unique.remove(0), notes)
+                } else {
+                    json!({"anyOf": unique, "description": description})
+                }
             }
             Codec::Const(c) => json!({ "const": c }),
             Codec::Json => json!({}),
@@ -167,8 +213,26 @@ impl Gen<'_> {
         if dir == Dir::Read && f.access == Access::ReadOnly {
             notes.insert("readOnly".into(), Value::Bool(true));
         }
-        if let (Some(d), Dir::Read | Dir::Create | Dir::Input) = (&f.default, dir) {
-            notes.insert("default".into(), d.clone());
+        match (&f.default, dir) {
+            (Some(d), Dir::Read) => {
+                notes.insert("default".into(), d.clone());
+            }
+            // A `default` on a request member makes generated clients send (or require) it:
+            // say it in words instead.
+            (Some(d), Dir::Create | Dir::Input) => {
+                let mut text = notes
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .map(|s| format!("{s} "))
+                    .unwrap_or_default();
+                let shown = d
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| d.to_string());
+                text.push_str(&format!("Default: `{shown}`."));
+                notes.insert("description".into(), Value::from(text));
+            }
+            _ => {}
         }
         annotate(schema, notes)
     }
@@ -187,7 +251,11 @@ impl Gen<'_> {
                 required.push(Value::from(f.name.as_str()));
             }
         }
-        let mut obj = json!({"type": "object", "properties": props, "additionalProperties": false});
+        let mut obj = json!({"type": "object", "properties": props});
+        if dir != Dir::Read {
+            // Requests are strict; responses open (a later release may add members).
+            obj["additionalProperties"] = Value::Bool(false);
+        }
         if !required.is_empty() {
             obj["required"] = Value::Array(required);
         }
@@ -321,7 +389,6 @@ impl Gen<'_> {
             );
             out.insert("properties".into(), Value::Object(props));
             out.insert("required".into(), Value::Array(required));
-            out.insert("additionalProperties".into(), Value::Bool(false));
             out.insert("examples".into(), json!([self.example_record(res)]));
             *obj = out;
         }
@@ -333,7 +400,6 @@ impl Gen<'_> {
                 "description": format!("One {noun}: `{{data}}`."),
                 "properties": {"data": schema_ref(&name)},
                 "required": ["data"],
-                "additionalProperties": false,
             }),
         );
         if res.create.is_some() {
@@ -370,7 +436,9 @@ impl Gen<'_> {
     // ------------------------------------------------------------ search
 
     /// The filter objects one field accepts, one per group of operators with one value shape.
-    pub(super) fn filter_variants(&self, f: &Field) -> Vec<Value> {
+    /// Each is a named component (`ContactFilterOwnerIdEq`): generated clients name their
+    /// models after components, and inline variants of different resources would clash.
+    pub(super) fn filter_variants(&self, name: &str, f: &Field) -> Vec<Value> {
         let attachment = matches!(f.codec, Codec::Attachment(_));
         let field_name = if attachment {
             format!("{}.id", f.name)
@@ -416,13 +484,21 @@ impl Gen<'_> {
             props.extend(extra);
             let mut req = vec!["field", "operator"];
             req.extend_from_slice(required);
-            variants.push(json!({
-                "type": "object",
-                "title": format!("{field_name} {}", names.join("|")),
-                "properties": props,
-                "required": req,
-                "additionalProperties": false,
-            }));
+            let component = format!(
+                "{name}Filter{}{}",
+                pascal(&field_name.replace('.', "_")),
+                names.iter().map(|n| pascal(n)).collect::<String>()
+            );
+            variants.push(self.define(
+                &component,
+                json!({
+                    "type": "object",
+                    "description": format!("`{field_name}` {}", names.join(" | ")),
+                    "properties": props,
+                    "required": req,
+                    "additionalProperties": false,
+                }),
+            ));
         };
         let one = |v: &Value| {
             let mut m = Map::new();
@@ -488,7 +564,7 @@ impl Gen<'_> {
         let variants: Vec<Value> = fields
             .iter()
             .filter(|f| !f.filters.is_empty())
-            .flat_map(|f| self.filter_variants(f))
+            .flat_map(|f| self.filter_variants(name, f))
             .collect();
         let (default_idx, default_desc) = search.default_sort;
         let default_field = res
@@ -515,17 +591,32 @@ impl Gen<'_> {
         let filters = if variants.is_empty() {
             json!({
                 "type": ["array", "null"],
+                "items": {"type": "object"},
                 "maxItems": 0,
-                "description": format!("{} cannot be filtered.", pascal(&words(&res.name))),
+                "description": format!("{} cannot be filtered: empty or null.", pascal(&words(&res.name))),
             })
         } else {
-            self.schemas.insert(
-                format!("{name}Filter"),
-                json!({
-                    "description": format!("One filter on {}: {}.", words(&res.name), filter_note.join(", ")),
-                    "oneOf": variants,
-                }),
+            let description = format!(
+                "One filter on {}: {}.",
+                words(&res.name),
+                filter_note.join(", ")
             );
+            let only = match variants.as_slice() {
+                [one] => one["$ref"]
+                    .as_str()
+                    .and_then(|r| r.rsplit('/').next())
+                    .and_then(|n| self.defined.borrow_mut().remove(n)),
+                _ => None,
+            };
+            let filter = match only {
+                // One way to filter: the object itself (a one-branch `oneOf` is noise).
+                Some(mut one) => {
+                    one["description"] = Value::from(description);
+                    one
+                }
+                None => json!({"description": description, "oneOf": variants}),
+            };
+            self.schemas.insert(format!("{name}Filter"), filter);
             json!({
                 "type": ["array", "null"],
                 "items": schema_ref(&format!("{name}Filter")),
@@ -533,49 +624,81 @@ impl Gen<'_> {
                 "description": format!("ANDed; at most {MAX_FILTERS}."),
             })
         };
-        let sort_items: Vec<Value> = sortable
+        let mut sort_items: Vec<(String, Value)> = sortable
             .iter()
             .map(|(f, dirs)| {
                 let dir = if dirs.len() == 1 {
                     json!({"type": "string", "const": dirs[0]})
                 } else {
-                    json!({"type": "string", "enum": dirs, "default": "asc"})
+                    json!({"type": "string", "enum": dirs, "description": "Default: `asc`."})
                 };
                 let mut required = vec!["field"];
                 if dirs.len() == 1 && dirs[0] == "desc" {
                     // The edge reads a missing direction as `asc`.
                     required.push("direction");
                 }
-                json!({
-                    "type": "object",
-                    "title": format!("sort by {}", f.name),
-                    "properties": {
-                        "field": {"type": "string", "const": f.name},
-                        "direction": dir,
-                    },
-                    "required": required,
-                    "additionalProperties": false,
-                })
+                (
+                    format!("{name}SortBy{}", pascal(&f.name)),
+                    json!({
+                        "type": "object",
+                        "description": format!("Sort by `{}`.", f.name),
+                        "properties": {
+                            "field": {"type": "string", "const": f.name},
+                            "direction": dir,
+                        },
+                        "required": required,
+                        "additionalProperties": false,
+                    }),
+                )
             })
             .collect();
-        self.schemas.insert(
-            format!("{name}Sort"),
-            json!({
-                "description": format!("Sort order: one of {}. Default: `{default_field} {default_dir}`.",
-                    sortable.iter().map(|(f, d)| format!("`{}` ({})", f.name, d.join("|"))).collect::<Vec<_>>().join(", ")),
-                "oneOf": sort_items,
-            }),
+        let sort_description = format!(
+            "Sort order: one of {}. Default: `{default_field} {default_dir}`.",
+            sortable
+                .iter()
+                .map(|(f, d)| format!("`{}` ({})", f.name, d.join("|")))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        let example_filter = fields
-            .iter()
-            .find(|f| {
-                !f.filters.is_empty()
-                    && !matches!(
-                        f.codec,
-                        Codec::Id { .. } | Codec::IdList { .. } | Codec::Attachment(_)
-                    )
+        let sort = if sort_items.len() == 1 {
+            // One way to sort: the object itself (a one-branch `oneOf` is noise to clients).
+            let (_, mut only) = sort_items.remove(0);
+            only["description"] = Value::from(sort_description);
+            only
+        } else {
+            let refs: Vec<Value> = sort_items
+                .into_iter()
+                .map(|(n, s)| self.define(&n, s))
+                .collect();
+            json!({"description": sort_description, "oneOf": refs})
+        };
+        self.schemas.insert(format!("{name}Sort"), sort);
+        // The example is what /docs pre-fills in "Try it": a filter that matches records
+        // (a substring search for "a", else an enum's value), not a made-up value.
+        let plain = |f: &&Field| {
+            !f.filters.is_empty()
+                && !matches!(
+                    f.codec,
+                    Codec::Id { .. } | Codec::IdList { .. } | Codec::Attachment(_)
+                )
+        };
+        let matching = fields.iter().filter(plain).find_map(|f| {
+            f.filters
+                .iter()
+                .any(|(o, _)| *o == Op::Contains)
+                .then(|| json!({"field": f.name, "operator": "contains", "value": "a"}))
+        });
+        let matching = matching.or_else(|| {
+            fields.iter().filter(plain).find_map(|f| match &f.codec {
+                Codec::Enum { to_up } if f.filters.iter().any(|(o, _)| *o == Op::Eq) => to_up
+                    .keys()
+                    .next()
+                    .map(|v| json!({"field": f.name, "operator": "eq", "value": v})),
+                _ => None,
             })
-            .and_then(|f| {
+        });
+        let example_filter = matching.or_else(|| {
+            fields.iter().find(plain).and_then(|f| {
                 let (op, _) = f.filters.first()?;
                 let v = self.example_value(f, Dir::Input);
                 Some(match op {
@@ -591,7 +714,8 @@ impl Gen<'_> {
                     Op::Contains => json!({"field": f.name, "operator": "contains", "value": "a"}),
                     _ => json!({"field": f.name, "operator": op.name(), "value": v}),
                 })
-            });
+            })
+        });
         let mut example = Map::new();
         if let Some(f) = example_filter {
             example.insert("filters".into(), json!([f]));
@@ -622,7 +746,7 @@ impl Gen<'_> {
                         "type": ["integer", "null"],
                         "minimum": 1,
                         "maximum": MAX_LIMIT,
-                        "default": DEFAULT_LIMIT,
+                        "description": format!("Records per page; absent or null: {DEFAULT_LIMIT}."),
                     },
                     "cursor": {
                         "type": ["string", "null"],
@@ -666,11 +790,9 @@ impl Gen<'_> {
                         "type": "object",
                         "properties": meta_props,
                         "required": meta_required,
-                        "additionalProperties": false,
                     },
                 },
                 "required": ["data", "meta"],
-                "additionalProperties": false,
                 "examples": [page_example],
             }),
         );

@@ -38,27 +38,59 @@ pub async fn write(
     reply: Reply,
     draining: bool,
 ) -> Result<()> {
-    let mut h = ResponseHeader::build(reply.status, Some(8))?;
+    // The representation: ETag / 304 and the content coding (src/representation.rs).
+    let req = session.req_header();
+    let value = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
+    let asked = crate::representation::Asked {
+        method: req.method.as_str(),
+        if_none_match: value("if-none-match"),
+        accept_encoding: value("accept-encoding"),
+    };
+    let out = crate::representation::prepare(
+        asked,
+        ctx.route,
+        reply.status,
+        reply.content_type,
+        reply.body,
+    );
+    let no_body = out.status == 204 || out.status == 304;
+    let mut h = ResponseHeader::build(out.status, Some(8))?;
     h.insert_header("trace-id", ctx.trace_id.as_str())?;
+    // W3C Trace Context level 2: the trace this answer belongs to, and this hop's span.
+    let span: [u8; 8] = rand::random();
+    let flags = if ctx.trace_flags.is_empty() {
+        "01"
+    } else {
+        ctx.trace_flags.as_str()
+    };
+    h.insert_header(
+        "traceresponse",
+        format!("00-{}-{}-{flags}", ctx.trace_id, crate::hex::encode(&span)),
+    )?;
     h.insert_header("version", ctx.version.as_str())?;
     h.insert_header("cache-control", "no-store")?;
-    if reply.status != 204 {
+    if !no_body {
         h.insert_header("content-type", reply.content_type)?;
-        h.insert_header("content-length", reply.body.len().to_string())?;
+        h.insert_header("content-length", out.body.len().to_string())?;
     }
-    for (k, v) in reply.headers.iter().chain(ctx.extra.iter()) {
+    for (k, v) in reply
+        .headers
+        .iter()
+        .chain(ctx.extra.iter())
+        .chain(out.headers.iter())
+    {
         h.append_header(*k, v.as_str())?;
     }
-    ctx.status = reply.status;
+    ctx.status = out.status;
     if draining {
         session.set_keepalive(None);
     }
     let head_only = session.req_header().method == http::Method::HEAD;
     session
-        .write_response_header(Box::new(h), reply.status == 204 || head_only)
+        .write_response_header(Box::new(h), no_body || head_only)
         .await?;
-    if reply.status != 204 && !head_only {
-        session.write_response_body(Some(reply.body), true).await?;
+    if !no_body && !head_only {
+        session.write_response_body(Some(out.body), true).await?;
     }
     Ok(())
 }

@@ -116,7 +116,7 @@ pub fn route(plan: &Plan, method: &str, path: &str) -> Result<Target, Problem> {
         ([_, id], m) => {
             let mut allow = Vec::new();
             if res.get.is_some() {
-                allow.push("GET");
+                allow.extend(["GET", "HEAD"]);
             }
             if res.update.is_some() {
                 allow.push("PATCH");

@@ -8,6 +8,7 @@ mod faults;
 mod golden;
 mod harness;
 mod hostile;
+mod http_conventions;
 mod openapi;
 mod ops;
 mod policies;

@@ -178,7 +178,7 @@ async fn unknown_routes_wrong_methods_and_bad_ids_are_problems() {
         )
         .await;
     r.assert_problem(405, "method-not-allowed");
-    assert_eq!(r.header("allow"), Some("GET, PATCH, DELETE"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, PATCH, DELETE"));
     // A contact id is not a company id.
     let r = w
         .call(

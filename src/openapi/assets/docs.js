@@ -77,7 +77,7 @@
     s = resolve(s);
     if (s.anyOf) {
       const parts = s.anyOf.map(typeOf);
-      return parts.join(" | ");
+      return [...new Set(parts)].join(" | ");
     }
     if (s.oneOf) return "one of " + s.oneOf.length;
     if (s.allOf) return typeOf(s.allOf[0]);
@@ -95,6 +95,10 @@
     const out = [];
     if (s.const !== undefined) out.push("always " + JSON.stringify(s.const));
     if (s.enum) out.push("one of " + s.enum.map((v) => JSON.stringify(v)).join(", "));
+    else {
+      const e = enumOf(s);
+      if (e) out.push("one of " + e.map((v) => JSON.stringify(v)).join(", ") + (openEnum(s) ? ", or a value added later" : ""));
+    }
     if (s.pattern) out.push("pattern " + s.pattern);
     if (s.minimum !== undefined && Math.abs(s.minimum) < 1e15) out.push("≥ " + s.minimum);
     if (s.maximum !== undefined && Math.abs(s.maximum) < 1e15) out.push("≤ " + s.maximum);
@@ -104,6 +108,25 @@
     if (s.maxItems !== undefined) out.push("max items " + s.maxItems);
     if (s.default !== undefined) out.push("default " + JSON.stringify(s.default));
     return out;
+  }
+
+  // The values of an enum behind `anyOf` wrappers (nullable, open for later values).
+  function enumOf(s) {
+    s = resolve(s);
+    if (s.enum) return s.enum;
+    for (const b of s.anyOf || []) {
+      const e = enumOf(b);
+      if (e) return e;
+    }
+    return null;
+  }
+
+  function openEnum(s) {
+    s = resolve(s);
+    return (s.anyOf || []).some((b) => {
+      const r = resolve(b);
+      return r.anyOf ? openEnum(r) : r.type === "string" && !r.enum;
+    });
   }
 
   function nullable(s) {
@@ -134,7 +157,8 @@
         s.oneOf.map((v) => {
           const r = resolve(v);
           return el("div", { class: "nested" },
-            el("p", {}, el("strong", { text: r.title || typeOf(v) })),
+            el("p", {}, el("strong", { text: r.title || (r.description || "").replace(/`/g, "") || typeOf(v) }),
+              v.$ref ? el("a", { class: "muted", href: "#schema=" + encodeURIComponent(v.$ref.split("/").pop()), text: " " + v.$ref.split("/").pop() }) : null),
             r.properties ? schemaView(v, depth + 1) : null);
         }));
     }
@@ -173,17 +197,49 @@
         if (!op) continue;
         const params = [...(item.parameters || []), ...(op.parameters || [])].map(resolve);
         const entry = { id: op.operationId, method: m, path, op, params, tag: (op.tags || ["other"])[0] };
+        const words = [entry.id, path, op.summary || "", entry.tag];
+        const body = op.requestBody && op.requestBody.content && op.requestBody.content["application/json"];
+        if (body) fieldNames(body.schema, 0, words);
+        for (const [code, r] of Object.entries(op.responses || {})) {
+          const c = code.startsWith("2") && resolve(r).content;
+          if (c && c["application/json"]) fieldNames(c["application/json"].schema, 0, words);
+        }
+        entry.haystack = words.join(" ").toLowerCase();
         state.ops.push(entry);
         state.byId.set(entry.id, entry);
       }
     }
   }
 
+  // Every property name under a schema (a few levels deep), for the search box.
+  function fieldNames(schema, depth, out) {
+    const s = resolve(schema);
+    if (depth > 4 || !s) return;
+    for (const [k, v] of Object.entries(s.properties || {})) {
+      out.push(k);
+      fieldNames(v, depth + 1, out);
+    }
+    for (const b of [...(s.anyOf || []), ...(s.oneOf || []), ...(s.allOf || [])]) fieldNames(b, depth + 1, out);
+    if (s.items) fieldNames(s.items, depth + 1, out);
+  }
+
+  function schemaMatches(name, q) {
+    if (!q) return true;
+    if (name.toLowerCase().includes(q)) return true;
+    const words = [];
+    fieldNames({ $ref: "#/components/schemas/" + name }, 3, words);
+    return words.some((w) => w.toLowerCase().includes(q));
+  }
+
   function renderNav() {
     const nav = document.getElementById("nav");
     nav.replaceChildren();
+    const q = (document.getElementById("search").value || "").trim().toLowerCase();
     const tags = new Map();
+    let shown = 0;
     for (const o of state.ops) {
+      if (q && !o.haystack.includes(q)) continue;
+      shown++;
       if (!tags.has(o.tag)) tags.set(o.tag, []);
       tags.get(o.tag).push(o);
     }
@@ -195,13 +251,34 @@
           el("span", { class: "path", text: o.path })));
       }
     }
+    const schemas = Object.keys((state.doc.components || {}).schemas || {}).filter((n) => schemaMatches(n, q));
+    if (q && !shown && !schemas.length) nav.append(el("p", { class: "muted", id: "no-match", text: "Nothing matches \u201c" + q + "\u201d." }));
+    if (schemas.length) {
+      const list = el("details", { id: "schemas" }, el("summary", { text: "Schemas (" + schemas.length + ")" }));
+      if (q) list.setAttribute("open", "");
+      for (const n of schemas) list.append(el("a", { href: "#schema=" + encodeURIComponent(n), "data-schema": n, text: n }));
+      nav.append(list);
+    }
+  }
+
+  function renderSchema(name) {
+    const section = document.getElementById("operation");
+    const s = resolve({ $ref: "#/components/schemas/" + name });
+    section.replaceChildren(
+      el("h2", { text: name }),
+      s.description ? el("p", {}, inline(s.description)) : null,
+      el("p", { class: "muted", text: typeOf(s) }),
+      schemaView({ $ref: "#/components/schemas/" + name }, 0),
+      s.examples ? el("pre", { class: "example", text: JSON.stringify(s.examples[0], null, 2) }) : null);
+    document.getElementById("intro").hidden = true;
+    section.hidden = false;
   }
 
   function renderIntro() {
     const info = state.doc.info || {};
     const intro = document.getElementById("intro");
     intro.replaceChildren(
-      el("h2", { text: (info.title || "API") + " — " + (info.version || "") }),
+      el("h2", { text: (info.title || "API") + " — " + (info["x-api-version"] || info.version || "") }),
       info.summary ? el("p", { class: "muted", text: info.summary }) : null,
       markdown(info.description));
     document.getElementById("title").textContent = (info.title || "API") + " reference";
@@ -362,6 +439,11 @@
     state.hash = parseHash();
     const id = state.hash.get("op");
     const entry = id && state.byId.get(id);
+    const schema = state.hash.get("schema");
+    if (!entry && schema && state.doc.components && state.doc.components.schemas && state.doc.components.schemas[schema]) {
+      renderSchema(schema);
+      return;
+    }
     if (!entry) {
       document.getElementById("intro").hidden = false;
       document.getElementById("operation").hidden = true;
@@ -384,7 +466,7 @@
       const body = await resp.json();
       if (!resp.ok) throw new Error((body && body.detail) || resp.status);
       state.doc = body;
-      state.version = body.info.version;
+      state.version = body.info["x-api-version"] || body.info.version;
     } catch (e) {
       document.getElementById("nav").replaceChildren(el("p", { class: "error", text: "Cannot load " + url + ": " + e.message }));
       return;
@@ -402,6 +484,9 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     document.getElementById("release").addEventListener("change", (e) => load(e.target.value));
+    const search = document.getElementById("search");
+    search.addEventListener("input", () => { if (state.doc) renderNav(); });
+    if (parseHash().get("q")) search.value = parseHash().get("q");
     window.addEventListener("hashchange", show);
     load(parseHash().get("version") || "");
   });
