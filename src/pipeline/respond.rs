@@ -3,6 +3,7 @@
 //! a `Problem` into its `application/problem+json` answer.
 
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -38,13 +39,16 @@ pub async fn write(
     reply: Reply,
     draining: bool,
 ) -> Result<()> {
-    let mut h = ResponseHeader::build(reply.status, Some(8))?;
+    const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+    // No case map: every name here is lowercase already, and that is how HTTP/1 writes
+    // them without one (h2 lowercases anyway).
+    let mut h = ResponseHeader::build_no_case(reply.status, Some(8))?;
     h.insert_header("trace-id", ctx.trace_id.as_str())?;
     h.insert_header("version", ctx.version.as_str())?;
-    h.insert_header("cache-control", "no-store")?;
+    h.insert_header("cache-control", NO_STORE)?;
     if reply.status != 204 {
-        h.insert_header("content-type", reply.content_type)?;
-        h.insert_header("content-length", reply.body.len().to_string())?;
+        h.insert_header("content-type", HeaderValue::from_static(reply.content_type))?;
+        h.insert_header("content-length", HeaderValue::from(reply.body.len()))?;
     }
     for (k, v) in reply.headers.iter().chain(ctx.extra.iter()) {
         h.append_header(*k, v.as_str())?;
