@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use prometheus::{
     register_gauge, register_histogram_vec, register_int_counter_vec, register_int_gauge,
-    register_int_gauge_vec, Gauge, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    register_int_gauge_vec, Gauge, Histogram, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -154,6 +154,100 @@ pub static UPSTREAM_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
 });
 
+pub static STAGE_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "prospect_edge_stage_seconds",
+        "Time spent in each stage of the request pipeline (docs/architecture.md), by stage.",
+        &["stage"],
+        vec![
+            0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5,
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0
+        ]
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
+/// The stages of the request pipeline, in order: the `stage` label of
+/// `prospect_edge_stage_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Head size and CORS, from the start of the request.
+    Head,
+    Route,
+    Authenticate,
+    RateLimit,
+    Version,
+    Authorize,
+    Body,
+    IdempotencyClaim,
+    Execute,
+    IdempotencyStore,
+    Respond,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 11] = [
+        Stage::Head,
+        Stage::Route,
+        Stage::Authenticate,
+        Stage::RateLimit,
+        Stage::Version,
+        Stage::Authorize,
+        Stage::Body,
+        Stage::IdempotencyClaim,
+        Stage::Execute,
+        Stage::IdempotencyStore,
+        Stage::Respond,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Head => "head",
+            Stage::Route => "route",
+            Stage::Authenticate => "authenticate",
+            Stage::RateLimit => "rate_limit",
+            Stage::Version => "version",
+            Stage::Authorize => "authorize",
+            Stage::Body => "body",
+            Stage::IdempotencyClaim => "idempotency_claim",
+            Stage::Execute => "execute",
+            Stage::IdempotencyStore => "idempotency_store",
+            Stage::Respond => "respond",
+        }
+    }
+
+    /// This stage's histogram (looked up once: no label hashing per request).
+    pub fn histogram(self) -> &'static Histogram {
+        static HANDLES: LazyLock<Vec<Histogram>> = LazyLock::new(|| {
+            Stage::ALL
+                .iter()
+                .map(|s| STAGE_SECONDS.with_label_values(&[s.label()]))
+                .collect()
+        });
+        &HANDLES[self as usize]
+    }
+}
+
+/// Times the stages of one request back to back: each [`StageClock::lap`] records the time
+/// since the previous one under its stage (one clock read a stage).
+pub struct StageClock {
+    last: std::time::Instant,
+}
+
+impl StageClock {
+    pub fn start(at: std::time::Instant) -> StageClock {
+        StageClock { last: at }
+    }
+
+    pub fn lap(&mut self, stage: Stage) {
+        let now = std::time::Instant::now();
+        stage
+            .histogram()
+            .observe(now.saturating_duration_since(self.last).as_secs_f64());
+        self.last = now;
+    }
+}
+
 /// Counts one public request as in flight for as long as it lives (kept in the CTX).
 pub struct InFlight(());
 
@@ -204,6 +298,9 @@ pub fn init() {
     LazyLock::force(&MAPPING_LOADED);
     LazyLock::force(&CIRCUIT);
     LazyLock::force(&UPSTREAM_RETRIES);
+    for s in Stage::ALL {
+        s.histogram();
+    }
 }
 
 /// The method label: the standard methods, anything else is `other` (labels stay bounded).

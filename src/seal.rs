@@ -8,6 +8,9 @@
 //! version and the query by associated data.
 //!
 //! This module knows nothing of resources or mappings: callers pass the prefix and tenant.
+//! Sealed and opened ids are memoized in bounded memos (`memo`).
+
+mod memo;
 
 use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
@@ -50,6 +53,7 @@ impl InternalId {
 pub struct Sealer {
     ids: Aes256GcmSiv,
     cursors: Aes256GcmSiv,
+    memo: std::sync::Arc<memo::Memo>,
 }
 
 fn derive(secret: &[u8], label: &[u8]) -> [u8; 32] {
@@ -152,12 +156,19 @@ impl Sealer {
         Sealer {
             ids: Aes256GcmSiv::new(&ids.into()),
             cursors: Aes256GcmSiv::new(&cursors.into()),
+            memo: Default::default(),
         }
     }
 
     /// `prefix` without the underscore (`con`), the id's tenant, the internal id;
     /// `kind` distinguishes sources that share a prefix (activities: engagement or audit).
     pub fn seal_id(&self, prefix: &str, tenant: u32, kind: u8, id: &InternalId) -> String {
+        self.memo.seal(prefix, tenant, kind, id, || {
+            self.seal_id_uncached(prefix, tenant, kind, id)
+        })
+    }
+
+    fn seal_id_uncached(&self, prefix: &str, tenant: u32, kind: u8, id: &InternalId) -> String {
         let mut plain = Vec::with_capacity(20);
         plain.push(kind);
         match id {
@@ -201,6 +212,17 @@ impl Sealer {
         if public.len() > MAX_ID_LEN {
             return None;
         }
+        self.memo.open(prefix, tenant, public, || {
+            self.open_id_uncached(prefix, tenant, public)
+        })
+    }
+
+    fn open_id_uncached(
+        &self,
+        prefix: &str,
+        tenant: u32,
+        public: &str,
+    ) -> Option<(u8, InternalId)> {
         let rest = public.strip_prefix(prefix)?.strip_prefix('_')?;
         let sealed = B64.decode(rest).ok()?;
         let aad = id_aad(prefix, tenant);

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side load benchmark: the edge vs plain nginx vs the simulator directly.
+# Side-by-side load benchmark: the edge vs plain nginx vs an OpenResty-style gateway doing
+# the edge's GET-one job (`peer`, benches/load/openresty/) vs the simulator directly.
 #
 #   benches/load/run.sh            # everything on 127.0.0.1, about 7 minutes with the defaults
 #
@@ -50,6 +51,10 @@ need=()
 type -P wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v redis-server >/dev/null || need+=(redis-server)
+# The OpenResty-style peer: ngx_lua, cjson and resty.core from Debian.
+[ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || need+=(libnginx-mod-http-lua)
+[ -f /usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so ] || need+=(lua-cjson)
+[ -f /usr/share/lua/5.1/resty/core.lua ] || need+=(lua-resty-core)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 [ -z "${PERF:-}" ] || command -v perf >/dev/null || need+=(linux-perf)
@@ -233,6 +238,25 @@ PIDS+=("$NGINX_PID")
 NGINX_URL="http://127.0.0.1:$NGINX_PORT"
 for _ in $(seq 100); do curl -s -o /dev/null "$NGINX_URL/" && break; sleep 0.05; done
 
+# The OpenResty-style peer (benches/load/openresty/): nginx + ngx_lua doing the edge's
+# GET-one job (JWT via libcrypto with a token cache, scope, IAM permission cached 30 s,
+# per-app rate limit in a shared dict, trust headers, cjson rewrite), 2 workers, no
+# access log. Its key is the demo issuer's Ed25519 key, read from the JWKS.
+PEER_PORT=$(free_port)
+mkdir -p "$T/peer/logs"
+JWK_X=$(curl -sf "$JWKS" | python3 -c 'import json,sys; print(json.load(sys.stdin)["keys"][0]["x"])') ||
+    die "cannot read the demo issuer's JWKS"
+sed -e "s|@PREFIX@|$T/peer|g" -e "s|@ROOT@|$ROOT|g" -e "s|@PORT@|$PEER_PORT|g" \
+    -e "s|@CRM@|${CRM#http://}|g" -e "s|@IAM@|$(svc iam | sed 's|^http://||')|g" \
+    -e "s|@JWK_X@|$JWK_X|g" -e "s|@ISSUER@|https://issuer.demo.prospect-edge.invalid|g" \
+    -e "s|@AUDIENCE@|https://api.prospectconnect.example|g" \
+    benches/load/openresty/nginx.conf.in >"$T/peer/nginx.conf"
+"$NGINX" -p "$T/peer" -c "$T/peer/nginx.conf" -g 'daemon off;' 2>"$T/peer/stderr.log" &
+PEER_PID=$!
+PIDS+=("$PEER_PID")
+PEER_URL="http://127.0.0.1:$PEER_PORT"
+for _ in $(seq 100); do curl -s -o /dev/null "$PEER_URL/" && break; sleep 0.05; done
+
 # ------------------------------------------------------------------ checks before measuring
 AUTH="Authorization: Bearer $TOKEN"
 TRUST="X-PC-Tenant: 1|X-PC-User: 101"
@@ -249,6 +273,8 @@ check() { # expected-status description curl-args...
 }
 check 200 "edge GET contact" -H "$AUTH" -H "$VERSION_HDR" "${EDGE_URL[edge]}$CONTACT_PATH"
 check 200 "nginx GET contact" "$NGINX_URL/api/v3/contacts/1"
+check 200 "peer GET contact" -H "$AUTH" "$PEER_URL/v1/contacts/con_1"
+grep -q '"email"' "$T/check.body" || die "the peer's answer is not the public shape: $(head -c 300 "$T/check.body")"
 n=$(curl -s -X POST -H "$AUTH" -H "$VERSION_HDR" -H 'Content-Type: application/json' \
     -d "$SEARCH_BODY" "${EDGE_URL[edge]}/v1/contacts/search" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]))')
 [ "$n" = 25 ] || die "the edge's search returned $n records, expected 25"
@@ -280,6 +306,7 @@ proxy_pids() { # target
     case $1 in
     direct) ;;
     nginx) ps --ppid "$NGINX_PID" -o pid= ;;
+    peer) ps --ppid "$PEER_PID" -o pid= ;;
     *) echo "${EDGE_PID[$1]}" ;;
     esac
 }
@@ -321,6 +348,7 @@ say "load average before measuring: $LOAD_BEFORE; wrk -t$THREADS -c$CONNS -d$DUR
 for r in $(seq "$ROUNDS"); do
     drive a direct "$r" "$CRM/api/v3/contacts/1" GET "$TRUST" ""
     drive a nginx "$r" "$NGINX_URL/api/v3/contacts/1" GET "" ""
+    drive a peer "$r" "$PEER_URL/v1/contacts/con_1" GET "$AUTH" ""
     drive a edge "$r" "${EDGE_URL[edge]}$CONTACT_PATH" GET "$AUTH|$VERSION_HDR" ""
 done
 HWM[a]=$(hwm edge)
@@ -332,6 +360,7 @@ done
 HWM[b]=$(hwm edge)
 for r in $(seq "$ROUNDS"); do
     drive d nginx "$r" "$NGINX_URL/api/v3/contacts/1" GET "" ""
+    drive d peer "$r" "$PEER_URL/v1/contacts/con_1" GET "$AUTH" ""
     drive d edge-mem "$r" "${EDGE_URL[edge-mem]}$CONTACT_PATH" GET "$AUTH|$VERSION_HDR" ""
     drive d edge-redis "$r" "${EDGE_URL[edge-redis]}$CONTACT_PATH" GET "$AUTH|$VERSION_HDR" ""
 done
@@ -389,7 +418,7 @@ names = {"a": "(a) GET one contact", "b": "(b) search, 25 records", "c": "(c) cr
 hwm = {"a": "${HWM[a]}", "b": "${HWM[b]}", "c": "${HWM[c]}", "d": "${HWM[d]}"}
 def med(k, i):
     return st.median(x[i] for x in by[k])
-print("| scenario | target | req/s | p50 ms | p99 ms | edge/nginx req/s | edge p99 − nginx p99 | proxy CPU µs/req | simulator CPU µs/req | errors | edge VmHWM |")
+print("| scenario | target | req/s | p50 ms | p99 ms | edge/nginx (edge/peer) req/s | edge p99 − nginx p99 | proxy CPU µs/req | simulator CPU µs/req | errors | edge VmHWM |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for s in "abdc":
     targets = [t for (ss, t) in by if ss == s]
@@ -402,6 +431,8 @@ for s in "abdc":
             ratio = "%.2f×" % (rps / med((s, "nginx"), 0))
             diff = "%+.2f ms" % (p99 - med((s, "nginx"), 2) / 1000)
             mem = hwm[s] + " MiB" if t == targets[-1] else ""
+        if t.startswith("edge") and (s, "peer") in by:
+            ratio += " (%.2f× peer)" % (rps / med((s, "peer"), 0))
         if s == "d" and t == "edge-redis":
             ratio += " (%.2f× edge-mem)" % (rps / med(("d", "edge-mem"), 0))
         pcpu = "" if t == "direct" else "%.0f" % med(k, 5)

@@ -4,7 +4,7 @@
 //!
 //! Owns the JWKS cache (`jwks`: loaded at start, refreshed in the background, one
 //! rate-limited refetch shared by every request naming an unknown `kid`), the cache of
-//! verified tokens (`token_cache`: keyed by a SHA-256 of the token, never past `exp`) and
+//! verified tokens (`token_cache`: keyed by a keyed hash of the token, never past `exp`) and
 //! the permission cache per (tenant, user) (`permissions`). `jwt` and `introspection`
 //! verify the two kinds of token. It does not decide which scope or permission an operation needs: the
 //! mapping files do, and `edge` compares.
@@ -202,14 +202,18 @@ impl Auth {
         if token.is_empty() {
             return Err(invalid("The bearer token is empty"));
         }
-        let jwt = token.bytes().filter(|b| *b == b'.').count() == 2;
-        if jwt && !token.bytes().all(is_jwt_char) {
+        // One pass: the dots of a JWT, and whether every byte may appear in one.
+        let (dots, jwt_chars) = token.bytes().fold((0usize, true), |(dots, ok), b| {
+            (dots + usize::from(b == b'.'), ok && is_jwt_char(b))
+        });
+        let jwt = dots == 2;
+        if jwt && !jwt_chars {
             return Err(invalid("The token is malformed"));
         }
         if !jwt && (self.introspection.is_none() || !is_b64token(token)) {
             return Err(invalid("The token is malformed"));
         }
-        let digest = TokenCache::key(token);
+        let digest = self.tokens.key(token);
         // Concurrent requests with the same token share one verification (a hit for all
         // but the one that ran it).
         let (resolved, hit) = self

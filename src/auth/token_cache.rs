@@ -1,12 +1,18 @@
-//! The cache of resolved tokens: keyed by a SHA-256 of the token (the token itself is
-//! never kept), each entry living for its own lifetime so that it never outlives the
-//! token's `exp`. Concurrent requests with the same token share one resolution.
+//! The cache of resolved tokens: keyed by a 128-bit keyed hash of the token (the token
+//! itself is never kept), each entry living for its own lifetime so that it never outlives
+//! the token's `exp`. Concurrent requests with the same token share one resolution.
+//!
+//! The key is two SipHash-1-3 of the token under two random 128-bit keys drawn at start
+//! (std's `RandomState`): a pseudo-random function nobody outside the process can compute,
+//! so a client cannot construct a token that lands on another's entry (it would have to
+//! hit 128 unknown bits). It replaced a SHA-256, which was ~38k of a cached GET's ~218k
+//! instructions under callgrind (no SHA extensions there; benches/README.md) against ~3k.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use std::hash::{BuildHasher, Hasher};
 
 use super::Identity;
 use crate::problem::Problem;
@@ -15,7 +21,7 @@ use crate::problem::Problem;
 const CACHE_CAPACITY: u64 = 100_000;
 
 /// The cache key of a token.
-pub type TokenKey = [u8; 32];
+pub type TokenKey = [u8; 16];
 
 /// A resolved token as cached: who it is, or why it is refused, and for how long.
 #[derive(Debug)]
@@ -29,10 +35,10 @@ pub(super) struct Resolved {
 /// Entries live for their own `ttl`: a token's cache entry never outlives its `exp`.
 struct PerEntry;
 
-impl moka::Expiry<[u8; 32], Arc<Resolved>> for PerEntry {
+impl moka::Expiry<TokenKey, Arc<Resolved>> for PerEntry {
     fn expire_after_create(
         &self,
-        _key: &[u8; 32],
+        _key: &TokenKey,
         value: &Arc<Resolved>,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -42,6 +48,8 @@ impl moka::Expiry<[u8; 32], Arc<Resolved>> for PerEntry {
 
 pub(super) struct TokenCache {
     tokens: moka::future::Cache<TokenKey, Arc<Resolved>>,
+    /// The two keys of the token hash, random per process.
+    hash: [std::collections::hash_map::RandomState; 2],
 }
 
 impl TokenCache {
@@ -51,11 +59,18 @@ impl TokenCache {
                 .max_capacity(CACHE_CAPACITY)
                 .expire_after(PerEntry)
                 .build(),
+            hash: Default::default(),
         }
     }
 
-    pub(super) fn key(token: &str) -> TokenKey {
-        Sha256::digest(token.as_bytes()).into()
+    pub(super) fn key(&self, token: &str) -> TokenKey {
+        let mut key = [0u8; 16];
+        for (half, state) in key.chunks_exact_mut(8).zip(&self.hash) {
+            let mut h = state.build_hasher();
+            h.write(token.as_bytes());
+            half.copy_from_slice(&h.finish().to_le_bytes());
+        }
+        key
     }
 
     /// The cached resolution of `key`, or `resolve`'s (shared by concurrent callers); the

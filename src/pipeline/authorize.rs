@@ -17,38 +17,47 @@ pub async fn authorize(
     upstream_ms: &mut f64,
 ) -> Result<(), Problem> {
     let res = &target.res;
-    let (scope, permission) = match &target.op {
-        Operation::Get(_) | Operation::Search => (
-            Some(res.read_scope.clone()),
-            format!("{}:view", res.permissions),
-        ),
+    // The permission is `<resource permissions>:<verb>` unless the mapping names one.
+    let (scope, named, verb) = match &target.op {
+        Operation::Get(_) | Operation::Search => (Some(&res.read_scope), None, "view"),
         Operation::Create => (
-            res.write_scope.clone(),
-            res.create_permission
-                .clone()
-                .unwrap_or_else(|| format!("{}:edit", res.permissions)),
+            res.write_scope.as_ref(),
+            res.create_permission.as_deref(),
+            "edit",
         ),
-        Operation::Update(_) => (res.write_scope.clone(), format!("{}:edit", res.permissions)),
-        Operation::Delete(_) => (
-            res.write_scope.clone(),
-            format!("{}:delete", res.permissions),
-        ),
+        Operation::Update(_) => (res.write_scope.as_ref(), None, "edit"),
+        Operation::Delete(_) => (res.write_scope.as_ref(), None, "delete"),
         Operation::Action(_, a) => (
-            res.write_scope.clone(),
-            res.actions
-                .get(a)
-                .map(|x| x.permission.clone())
-                .unwrap_or_default(),
+            res.write_scope.as_ref(),
+            Some(
+                res.actions
+                    .get(a)
+                    .map(|x| x.permission.as_str())
+                    .unwrap_or_default(),
+            ),
+            "",
         ),
     };
-    let scope = scope.unwrap_or_else(|| res.read_scope.clone());
-    if !identity.has_scope(&scope) {
-        return Err(scope_problem(&scope));
+    let scope = scope.unwrap_or(&res.read_scope);
+    if !identity.has_scope(scope) {
+        return Err(scope_problem(scope));
     }
     let perms = rt.auth.permissions(&rt.upstreams, trust).await;
     *upstream_ms = trust.upstream_ms();
     let perms = perms?;
-    if !perms.iter().any(|p| p == &permission) {
+    let granted = |p: &str| match named {
+        Some(n) => p == n,
+        None => {
+            p.strip_prefix(res.permissions.as_str())
+                .and_then(|rest| rest.strip_prefix(':'))
+                == Some(verb)
+        }
+    };
+    if !perms.iter().any(|p| granted(p)) {
+        let permission = match named {
+            Some(n) => n.to_string(),
+            None => format!("{}:{verb}", res.permissions),
+        };
         return Err(Problem::new(
             Kind::PermissionDenied,
             format!("The user's role lacks `{permission}`"),

@@ -23,21 +23,25 @@ pub struct Ctx {
     /// The release the answer's `Version` header names: the client's once known, the
     /// current one before.
     pub version: String,
+    /// Times each stage (`prospect_edge_stage_seconds`).
+    pub clock: crate::metrics::StageClock,
 }
 
 impl Ctx {
     pub fn new() -> Ctx {
+        let started = Instant::now();
         Ctx {
             trace_id: String::new(),
             trace_flags: "01".into(),
             in_flight: crate::metrics::InFlight::start(),
             upstream_ms: 0.0,
-            started: Instant::now(),
+            started,
             route: "none",
             status: 0,
             identity: None,
             extra: Vec::new(),
             version: String::new(),
+            clock: crate::metrics::StageClock::start(started),
         }
     }
 

@@ -37,6 +37,15 @@ use idempotency::Claimed;
 use respond::Reply;
 pub use runtime::{mapping_digest, Runtime};
 
+/// Runs one stage and records its time under `Stage::$stage`, whatever its outcome.
+macro_rules! stage {
+    ($ctx:ident, $stage:ident, $run:expr) => {{
+        let out = $run;
+        $ctx.clock.lap(crate::metrics::Stage::$stage);
+        out
+    }};
+}
+
 pub struct Edge {
     pub rt: Arc<Runtime>,
 }
@@ -55,35 +64,46 @@ impl Edge {
         let method = req.method.as_str().to_string();
         let path = req.uri.path().to_string();
 
-        let target = route::route(&plan, &method, &path)?;
+        let target = stage!(ctx, Route, route::route(&plan, &method, &path))?;
         ctx.route = target.op.label();
-        let identity = authenticate::authenticate(&rt.auth, req).await?;
+        let identity = stage!(
+            ctx,
+            Authenticate,
+            authenticate::authenticate(&rt.auth, req).await
+        )?;
         ctx.identity = Some(identity.clone());
-        rate_limit::rate_limit(
-            rt.rate_limiter.as_ref(),
-            &identity,
-            &target.op,
-            &mut ctx.extra,
-        )
-        .await?;
-        let release = version::version(&plan, req, &mut ctx.extra)?;
+        let limiter = rt.rate_limiter.as_ref();
+        let limited = rate_limit::rate_limit(limiter, &identity, &target.op, &mut ctx.extra).await;
+        stage!(ctx, RateLimit, limited)?;
+        let release = stage!(ctx, Version, version::version(&plan, req, &mut ctx.extra))?;
         ctx.version = release.date.clone();
         let trust = Trust::new(identity.tenant, identity.user, ctx.trace_id.clone())
             .with_trace_flags(&ctx.trace_flags);
-        authorize::authorize(rt, &target, &identity, &trust, &mut ctx.upstream_ms).await?;
-        let mut body = body::read_json_body(session, &method, rt.cfg.client_body_timeout).await?;
-        let pending = idempotency::key(
-            rt.idempotency.as_ref(),
-            session.req_header(),
-            &method,
-            &path,
-            &target.op,
-            body.as_ref(),
-            &release.date,
-        )?;
-        let changes = versions::pending(&plan.versions, &release.date, &target.res.name);
-        body::forward(&changes, &target.op, &mut body)?;
-        let pending = match idempotency::claim(pending, &identity).await? {
+        let authorized =
+            authorize::authorize(rt, &target, &identity, &trust, &mut ctx.upstream_ms).await;
+        stage!(ctx, Authorize, authorized)?;
+        let read = async {
+            let deadline = rt.cfg.client_body_timeout;
+            let mut body = body::read_json_body(session, &method, deadline).await?;
+            let pending = idempotency::key(
+                rt.idempotency.as_ref(),
+                session.req_header(),
+                &method,
+                &path,
+                &target.op,
+                body.as_ref(),
+                &release.date,
+            )?;
+            let changes = versions::pending(&plan.versions, &release.date, &target.res.name);
+            body::forward(&changes, &target.op, &mut body)?;
+            Ok::<_, Problem>((body, pending, changes))
+        };
+        let (body, pending, changes) = stage!(ctx, Body, read.await)?;
+        let pending = match stage!(
+            ctx,
+            IdempotencyClaim,
+            idempotency::claim(pending, &identity).await
+        )? {
             Claimed::Replay(stored) => return Ok(stored),
             Claimed::Go(pending) => pending,
         };
@@ -97,19 +117,14 @@ impl Edge {
             release,
             changes: &changes,
         };
-        let result = execute::execute(call, body.as_ref()).await;
+        let result = stage!(ctx, Execute, execute::execute(call, body.as_ref()).await);
         ctx.upstream_ms = trust.upstream_ms();
-        let problem_reply = |p: &Problem| {
-            respond::problem_reply(p, &rt.cfg.problem_type_base, &path, &ctx.trace_id)
-        };
-        idempotency::store(
-            pending,
-            &identity,
-            trust.reached() > reached_before,
-            result,
-            problem_reply,
-        )
-        .await
+        let reached = trust.reached() > reached_before;
+        let type_base = &rt.cfg.problem_type_base;
+        let trace_id = &ctx.trace_id;
+        let problem_reply = |p: &Problem| respond::problem_reply(p, type_base, &path, trace_id);
+        let stored = idempotency::store(pending, &identity, reached, result, problem_reply).await;
+        stage!(ctx, IdempotencyStore, stored)
     }
 
     fn problem_reply(&self, p: &Problem, instance: &str, trace_id: &str) -> Reply {
@@ -157,6 +172,7 @@ impl ProxyHttp for Edge {
             respond::write(session, ctx, preflight, self.draining()).await?;
             return Ok(true);
         }
+        ctx.clock.lap(crate::metrics::Stage::Head);
         let reply = match self.handle(session, ctx).await {
             Ok(r) => r,
             Err(p) => {
@@ -168,6 +184,7 @@ impl ProxyHttp for Edge {
             }
         };
         respond::write(session, ctx, reply, self.draining()).await?;
+        ctx.clock.lap(crate::metrics::Stage::Respond);
         Ok(true)
     }
 

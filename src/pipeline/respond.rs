@@ -3,6 +3,7 @@
 //! a `Problem` into its `application/problem+json` answer.
 
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -54,7 +55,10 @@ pub async fn write(
         reply.body,
     );
     let no_body = out.status == 204 || out.status == 304;
-    let mut h = ResponseHeader::build(out.status, Some(8))?;
+    const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+    // No case map: every name here is lowercase already, and that is how HTTP/1 writes
+    // them without one (h2 lowercases anyway).
+    let mut h = ResponseHeader::build_no_case(out.status, Some(8))?;
     h.insert_header("trace-id", ctx.trace_id.as_str())?;
     // W3C Trace Context level 2: the trace this answer belongs to, and this hop's span.
     let span: [u8; 8] = rand::random();
@@ -68,10 +72,10 @@ pub async fn write(
         format!("00-{}-{}-{flags}", ctx.trace_id, crate::hex::encode(&span)),
     )?;
     h.insert_header("version", ctx.version.as_str())?;
-    h.insert_header("cache-control", "no-store")?;
+    h.insert_header("cache-control", NO_STORE)?;
     if !no_body {
-        h.insert_header("content-type", reply.content_type)?;
-        h.insert_header("content-length", out.body.len().to_string())?;
+        h.insert_header("content-type", HeaderValue::from_static(reply.content_type))?;
+        h.insert_header("content-length", HeaderValue::from(out.body.len()))?;
     }
     for (k, v) in reply
         .headers

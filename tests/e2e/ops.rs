@@ -426,3 +426,68 @@ async fn the_access_log_has_one_line_per_request_with_ids_and_never_a_token() {
         "a body reached the log"
     );
 }
+
+/// Every stage a request passes is timed in `prospect_edge_stage_seconds{stage}`; a request
+/// refused at `authenticate` is timed up to there only.
+#[tokio::test]
+async fn every_stage_of_a_request_is_timed() {
+    const STAGES: [&str; 11] = [
+        "head",
+        "route",
+        "authenticate",
+        "rate_limit",
+        "version",
+        "authorize",
+        "body",
+        "idempotency_claim",
+        "execute",
+        "idempotency_store",
+        "respond",
+    ];
+    let w = World::start().await;
+    let count = |m: &str, stage: &str| {
+        sample(
+            m,
+            &format!("prospect_edge_stage_seconds_count{{stage=\"{stage}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let id = w.id("con", 1, 1);
+    let r = w
+        .call(1, 101, "GET", &format!("/v1/contacts/{id}"), None)
+        .await;
+    assert_eq!(r.status, 200);
+    // `respond` is recorded once the answer is written, which may be after it arrived.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut m = scrape(&w).await;
+    while count(&m, "respond") < 1.0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        m = scrape(&w).await;
+    }
+    for stage in STAGES {
+        assert!(count(&m, stage) >= 1.0, "{stage}");
+    }
+    let r = w
+        .raw(
+            "GET",
+            &format!("/v1/contacts/{id}"),
+            &[("version", V)],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let mut after = scrape(&w).await;
+    while count(&after, "respond") < count(&m, "respond") + 1.0
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        after = scrape(&w).await;
+    }
+    for stage in STAGES {
+        let expected = match stage {
+            "head" | "route" | "authenticate" | "respond" => 1.0,
+            _ => 0.0,
+        };
+        assert_eq!(count(&after, stage) - count(&m, stage), expected, "{stage}");
+    }
+}
