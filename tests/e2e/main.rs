@@ -3,11 +3,14 @@
 
 mod activities;
 mod auth;
+mod bounds;
+mod cluster;
 mod faults;
 mod golden;
 mod harness;
 mod hostile;
 mod openapi;
+mod own_redis;
 mod ops;
 mod policies;
 mod reload;
