@@ -128,7 +128,9 @@ impl<A> Bounded<A> {
 
 /// The semaphore of [`ClientBounds::h2_streams_in_flight`].
 pub fn h2_stream_slots(bounds: &ClientBounds) -> Arc<tokio::sync::Semaphore> {
-    Arc::new(tokio::sync::Semaphore::new(bounds.h2_streams_in_flight.max(1)))
+    Arc::new(tokio::sync::Semaphore::new(
+        bounds.h2_streams_in_flight.max(1),
+    ))
 }
 
 /// Decrements the session gauge however the session ends (also when its task is dropped).
@@ -150,8 +152,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> HttpServerApp for Bounded<A> {
     ) -> Option<ReusedHttpStream> {
         let protocol = if session.is_http2() { "h2" } else { "h1" };
         let _slot = if session.is_http2() {
-            match tokio::time::timeout(STREAM_WAIT, self.h2_streams.clone().acquire_owned()).await
-            {
+            match tokio::time::timeout(STREAM_WAIT, self.h2_streams.clone().acquire_owned()).await {
                 Ok(Ok(slot)) => Some(slot),
                 _ => {
                     // Dropping the session resets the stream; the client may retry it.

@@ -197,7 +197,7 @@ pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std
     // buffers, pipelining: see `bounds`) behind the head guard (whole-head deadline, see
     // `head_guard`).
     crate::bounds::init_metrics();
-    let bounds = crate::bounds::ClientBounds::default();
+    let bounds = rt.cfg.client_bounds.clone();
     let h2_streams = crate::bounds::h2_stream_slots(&bounds);
     let proxy = Arc::new(Bounded::new(
         pingora::proxy::http_proxy(&server.configuration, Edge { rt: rt.clone() }),

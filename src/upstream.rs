@@ -413,9 +413,11 @@ impl Upstreams {
 
     /// Every service has an instance whose last health check passed.
     pub fn reachable(&self) -> bool {
-        self.pools
-            .values()
-            .all(|p| p.instances.iter().any(|i| i.healthy.load(Ordering::Relaxed)))
+        self.pools.values().all(|p| {
+            p.instances
+                .iter()
+                .any(|i| i.healthy.load(Ordering::Relaxed))
+        })
     }
 
     /// Active health checks until the process ends: every `interval`, each instance of
@@ -585,7 +587,9 @@ impl Pool {
             .iter()
             .enumerate()
             .any(|(i, x)| Some(i) != avoid && x.healthy.load(Ordering::Relaxed));
-        let order = (0..n).map(|k| (start + k) % n).filter(|i| Some(*i) != avoid);
+        let order = (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|i| Some(*i) != avoid);
         let candidates: Vec<usize> = order
             .filter(|i| !any_healthy || self.instances[*i].healthy.load(Ordering::Relaxed))
             .collect();
@@ -624,9 +628,11 @@ impl Pool {
 
 /// The instances configured for a service: (`http://host:port`, `host:port`).
 fn instances_of(cfg: &Upstream) -> Vec<(String, String)> {
-    vec![(cfg.base.clone(), cfg.authority.clone())]
+    if cfg.instances.is_empty() {
+        return vec![(cfg.base.clone(), cfg.authority.clone())];
+    }
+    cfg.instances.clone()
 }
-
 
 /// One attempt on one instance (another than `avoid` when there is one); the outcome and
 /// the instance it went to.

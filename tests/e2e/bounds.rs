@@ -44,7 +44,10 @@ async fn until_no_sessions(w: &World, protocol: &str, within: Duration, what: &s
         if n == 0.0 {
             return;
         }
-        assert!(Instant::now() < until, "{what}: {n} {protocol} sessions still open");
+        assert!(
+            Instant::now() < until,
+            "{what}: {n} {protocol} sessions still open"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -142,11 +145,15 @@ async fn http2_streams_with_a_zero_window_are_reset_and_memory_stays_bounded() {
         d.abort();
     }
     // Still serving.
-    assert_eq!(w.raw("GET", "/v1/openapi.json", &[], None).await.status, 200);
+    assert_eq!(
+        w.raw("GET", "/v1/openapi.json", &[], None).await.status,
+        200
+    );
 }
 
 /// Config of the bounds tests: short deadlines so that the attacks end within the test.
-const BOUNDS_CONFIG: &str = "";
+const BOUNDS_CONFIG: &str =
+    "client_write_timeout_ms: 2000\nh2_streams_in_flight: 200\nupstream_answer_budget_bytes: 67108864\n";
 
 /// HTTP/1 clients that send a request and never read the answer (a 4 KiB receive
 /// buffer): each is closed at the write deadline instead of held for good.
@@ -180,7 +187,10 @@ async fn http1_clients_that_never_read_are_closed_at_the_write_deadline() {
                 Err(_) => panic!("the connection is still open"),
             }
         }
-        assert!(got < 8 * doc.body.len(), "every answer was delivered ({got} bytes)");
+        assert!(
+            got < 8 * doc.body.len(),
+            "every answer was delivered ({got} bytes)"
+        );
     }
     assert!(
         w.counter("prospect_edge_downstream_sessions_ended_total{protocol=\"h1\"}")

@@ -161,7 +161,10 @@ async fn start_tls_world(leaf: &Leaf) -> (World, crate::harness::tempdir::Dir) {
 }
 
 /// The same, with `extra` appended to the edge's config.
-pub(crate) async fn start_tls_world_with(leaf: &Leaf, extra: &str) -> (World, crate::harness::tempdir::Dir) {
+pub(crate) async fn start_tls_world_with(
+    leaf: &Leaf,
+    extra: &str,
+) -> (World, crate::harness::tempdir::Dir) {
     let tls_dir = crate::harness::tempdir::Dir::new("tls");
     write_pair(tls_dir.path(), leaf);
     let dir = tls_dir.path().to_path_buf();
