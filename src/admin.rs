@@ -50,6 +50,12 @@ impl ServeHttp for Admin {
                     "circuits": self.rt.upstreams.circuits().into_iter()
                         .map(|(n, c)| (n.to_string(), serde_json::Value::from(c.as_str())))
                         .collect::<serde_json::Map<_, _>>(),
+                    "instances": self.rt.upstreams.instances().into_iter()
+                        .map(|(n, list)| (n.to_string(), list.into_iter().map(|(i, up, c)| json!({
+                            "instance": i, "up": up, "circuit": c.as_str(),
+                        })).collect::<serde_json::Value>()))
+                        .collect::<serde_json::Map<_, _>>(),
+                    "upstreams_reachable": self.rt.upstreams.reachable(),
                     "mapping_reloads": {
                         "ok": crate::metrics::RELOADS.with_label_values(&["ok"]).get(),
                         "refused": crate::metrics::RELOADS.with_label_values(&["refused"]).get(),

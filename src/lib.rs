@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod auth;
+pub mod bounds;
 pub mod compress;
 pub mod config;
 pub mod diag;

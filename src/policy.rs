@@ -286,10 +286,50 @@ pub struct IdempotencyStore {
     cfg: Idempotency,
     memory: moka::future::Cache<String, Arc<Value>>,
     redis: Option<Arc<Shared>>,
+    /// Claims this node holds in Redis, by scope: the claim's token (only its holder may
+    /// release it) and the task that keeps it alive while the request runs.
+    held: Arc<Mutex<HashMap<String, Held>>>,
 }
 
-/// How long a claim holds without an answer (the request's own deadline, with margin).
-const IN_FLIGHT_TTL: u64 = 120;
+struct Held {
+    token: String,
+    renew: tokio::task::JoinHandle<()>,
+}
+
+/// A claim in Redis lives this long unless its holder renews it (every third of it) while
+/// the upstream call runs: a claim the edge lost track of — its `SET NX` landed after the
+/// edge gave up on it, or the node died — frees the key within this time.
+const CLAIM_TTL: Duration = Duration::from_secs(10);
+
+/// A claim is renewed at most this long (the request's own deadline, with margin).
+const IN_FLIGHT_MAX: Duration = Duration::from_secs(120);
+
+/// A timed-out claim's clean-up waits this long for a stalled Redis (it runs queued behind
+/// the claim on the same connection, so it lands after it whenever the claim lands).
+const CLEANUP_WAIT: Duration = Duration::from_secs(60);
+
+/// Deletes the key only if it still holds the caller's claim (ARGV[1] is the token's
+/// exact JSON member, unique per claim).
+const RELEASE_SCRIPT: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v and string.find(v, ARGV[1], 1, true) then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+static RELEASE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(RELEASE_SCRIPT));
+
+/// Extends the claim's life only while it is still the caller's.
+const RENEW_SCRIPT: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v and string.find(v, ARGV[1], 1, true) then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"#;
+
+/// The token's member as it appears in the stored claim.
+fn token_member(token: &str) -> String {
+    format!("\"t\":\"{token}\"")
+}
 
 /// Validates an `Idempotency-Key`: 1–255 visible ASCII characters.
 pub fn valid_key(k: &[u8]) -> bool {
@@ -370,7 +410,79 @@ impl IdempotencyStore {
                 .build(),
             cfg,
             redis,
+            held: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The claim this node holds on `scope`, if any; its renewal stops.
+    fn take_held(&self, scope: &str) -> Option<String> {
+        let h = self.held().remove(scope)?;
+        h.renew.abort();
+        Some(h.token)
+    }
+
+    /// Keeps a won claim alive every third of [`CLAIM_TTL`] until the request completes
+    /// or releases it, at most [`IN_FLIGHT_MAX`].
+    fn hold(&self, shared: &Arc<Shared>, scope: String, k: String, token: String) {
+        let (shared, held, member) = (shared.clone(), self.held.clone(), token_member(&token));
+        let (scope2, token2) = (scope.clone(), token.clone());
+        let renew = tokio::spawn(async move {
+            let script = redis::Script::new(RENEW_SCRIPT);
+            let until = tokio::time::Instant::now() + IN_FLIGHT_MAX;
+            loop {
+                tokio::time::sleep(CLAIM_TTL / 3).await;
+                if tokio::time::Instant::now() >= until {
+                    break;
+                }
+                let Some(mut conn) = shared.conn().await else {
+                    continue;
+                };
+                let mut inv = script.prepare_invoke();
+                inv.key(&k).arg(&member).arg(CLAIM_TTL.as_millis() as u64);
+                match tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async::<i64>(&mut conn)).await
+                {
+                    // No longer ours (expired and taken, or completed): stop renewing.
+                    Ok(Ok(0)) => break,
+                    Ok(Ok(_)) => {}
+                    _ => crate::metrics::IDEMPOTENCY
+                        .with_label_values(&["renew_failed"])
+                        .inc(),
+                }
+            }
+            let mut m = held.lock().unwrap_or_else(|e| e.into_inner());
+            if m.get(&scope2).is_some_and(|h| h.token == token2) {
+                m.remove(&scope2);
+            }
+        });
+        if let Some(old) = self.held().insert(scope, Held { token, renew }) {
+            old.renew.abort();
+        }
+    }
+
+    /// Deletes the claim `token` made on `k` if it is still there, in the background: it
+    /// is queued behind the claim itself, so a claim that lands late is undone right after.
+    fn forget(shared: &Arc<Shared>, k: String, token: String) {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let Some(mut conn) = shared.conn().await else {
+                return;
+            };
+            let mut inv = RELEASE.prepare_invoke();
+            inv.key(&k).arg(token_member(&token));
+            let r = tokio::time::timeout(CLEANUP_WAIT, inv.invoke_async::<i64>(&mut conn)).await;
+            let outcome = if matches!(r, Ok(Ok(_))) {
+                "abandoned_released"
+            } else {
+                "abandoned_expires"
+            };
+            crate::metrics::IDEMPOTENCY
+                .with_label_values(&[outcome])
+                .inc();
+        });
     }
 
     fn scope(tenant: u32, client: &str, key: &[u8]) -> String {
@@ -391,9 +503,9 @@ impl IdempotencyStore {
         fp: &str,
     ) -> Result<Claim, Problem> {
         let scope = Self::scope(tenant, client, key);
-        let inflight = json!({"s": "i", "fp": fp});
         match self.cfg.backend {
             Backend::Memory => {
+                let inflight = json!({"s": "i", "fp": fp});
                 let entry = self
                     .memory
                     .entry(scope)
@@ -408,19 +520,28 @@ impl IdempotencyStore {
                 let shared = self.redis.as_ref().ok_or_else(unavailable)?;
                 let mut conn = shared.conn().await.ok_or_else(unavailable)?;
                 let k = shared.key(&["idem", &scope]);
+                let token = crate::hex::encode(&rand::random::<[u8; 16]>());
+                let claim = json!({"s": "i", "fp": fp, "t": token});
                 let set: redis::Cmd = redis::cmd("SET")
                     .arg(&k)
-                    .arg(inflight.to_string())
+                    .arg(claim.to_string())
                     .arg("NX")
-                    .arg("EX")
-                    .arg(IN_FLIGHT_TTL)
+                    .arg("PX")
+                    .arg(CLAIM_TTL.as_millis() as u64)
                     .clone();
                 let won: Option<String> =
-                    tokio::time::timeout(REDIS_TIMEOUT, set.query_async(&mut conn))
-                        .await
-                        .map_err(|_| unavailable())?
-                        .map_err(|_| unavailable())?;
+                    match tokio::time::timeout(REDIS_TIMEOUT, set.query_async(&mut conn)).await {
+                        Ok(Ok(won)) => won,
+                        // The edge gives up on the claim, but the `SET` may still land (a
+                        // stalled Redis answers later): undo it then, so that the key is
+                        // not locked by a request that is not running.
+                        _ => {
+                            Self::forget(shared, k, token);
+                            return Err(unavailable());
+                        }
+                    };
                 if won.is_some() {
+                    self.hold(shared, scope, k, token);
                     return Ok(Claim::Fresh);
                 }
                 let got: Option<String> = tokio::time::timeout(
@@ -450,7 +571,8 @@ impl IdempotencyStore {
         match self.cfg.backend {
             Backend::Memory => self.memory.insert(scope, Arc::new(v)).await,
             Backend::Redis => {
-                if let (Some(shared), true) = (self.redis.as_ref(), true) {
+                self.take_held(&scope);
+                if let Some(shared) = self.redis.as_ref() {
                     if let Some(mut conn) = shared.conn().await {
                         let k = shared.key(&["idem", &scope]);
                         let cmd = redis::cmd("SET")
@@ -470,20 +592,26 @@ impl IdempotencyStore {
         }
     }
 
-    /// Forgets a claim whose request never reached the upstream.
+    /// Forgets a claim whose request never reached the upstream (only this request's own
+    /// claim: one that expired and was taken by another request stays).
     pub async fn release(&self, tenant: u32, client: &str, key: &[u8]) {
         let scope = Self::scope(tenant, client, key);
         match self.cfg.backend {
             Backend::Memory => self.memory.invalidate(&scope).await,
             Backend::Redis => {
-                if let Some(shared) = self.redis.as_ref() {
-                    if let Some(mut conn) = shared.conn().await {
-                        let k = shared.key(&["idem", &scope]);
-                        let _: Result<Result<(), _>, _> = tokio::time::timeout(
-                            REDIS_TIMEOUT,
-                            redis::cmd("DEL").arg(&k).query_async(&mut conn),
-                        )
+                let (Some(shared), Some(token)) = (self.redis.as_ref(), self.take_held(&scope))
+                else {
+                    return;
+                };
+                if let Some(mut conn) = shared.conn().await {
+                    let k = shared.key(&["idem", &scope]);
+                    let mut inv = RELEASE.prepare_invoke();
+                    inv.key(&k).arg(token_member(&token));
+                    let r = tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async::<i64>(&mut conn))
                         .await;
+                    if !matches!(r, Ok(Ok(_))) {
+                        // It expires within CLAIM_TTL on its own.
+                        tracing::warn!("could not release an idempotency claim");
                     }
                 }
             }

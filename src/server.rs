@@ -14,6 +14,7 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::admin::Admin;
+use crate::bounds::Bounded;
 use crate::config::EdgeConfig;
 use crate::diag::Diags;
 use crate::head_guard::Guarded;
@@ -99,6 +100,13 @@ impl BackgroundService for Background {
         if let Some(phases) = phases {
             tokio::spawn(watch_draining(phases, self.rt.clone()));
         }
+        // Active health checks of every instance of every legacy service.
+        let rt = self.rt.clone();
+        let checks = tokio::spawn(async move {
+            rt.upstreams
+                .health_checks(crate::upstream::HEALTH_INTERVAL)
+                .await
+        });
         let n = self.rt.auth.refresh_all().await;
         tracing::info!(issuers_with_keys = n, "JWKS loaded");
         self.rt
@@ -120,7 +128,10 @@ impl BackgroundService for Background {
                 _ = tokio::time::sleep(self.rt.auth.next_refresh_in()) => {
                     self.rt.auth.refresh_due().await;
                 }
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    checks.abort();
+                    return;
+                }
             }
         }
     }
@@ -182,12 +193,21 @@ pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std
     server.bootstrap();
     let (listen, admin_addr) = (cfg.listen, cfg.admin);
     let rt = Arc::new(Runtime::new(cfg, plan).map_err(|e| std::io::Error::other(e.to_string()))?);
-    // The proxy app runs behind the head guard (whole-head deadline, see `head_guard`).
-    let proxy = pingora::proxy::http_proxy(&server.configuration, Edge { rt: rt.clone() });
+    // The proxy app runs with the listener bounds (write deadlines, HTTP/2 streams and
+    // buffers, pipelining: see `bounds`) behind the head guard (whole-head deadline, see
+    // `head_guard`).
+    crate::bounds::init_metrics();
+    let bounds = rt.cfg.client_bounds.clone();
+    let h2_streams = crate::bounds::h2_stream_slots(&bounds);
+    let proxy = Arc::new(Bounded::new(
+        pingora::proxy::http_proxy(&server.configuration, Edge { rt: rt.clone() }),
+        bounds.clone(),
+        h2_streams.clone(),
+    ));
     let mut public = Service::new(
         "public".to_string(),
         Guarded {
-            app: Arc::new(proxy),
+            app: proxy,
             rt: rt.clone(),
         },
     );
@@ -203,9 +223,10 @@ pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std
         // deadline) before pingora's HTTP app reads them.
         let acceptor = crate::tls::acceptor(certs.clone())
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let proxy = Arc::new(pingora::proxy::http_proxy(
-            &server.configuration,
-            Edge { rt: rt.clone() },
+        let proxy = Arc::new(Bounded::new(
+            pingora::proxy::http_proxy(&server.configuration, Edge { rt: rt.clone() }),
+            bounds,
+            h2_streams,
         ));
         let mut service = Service::new(
             "public-tls".to_string(),

@@ -61,6 +61,10 @@ pub struct EdgeConfig {
     pub tls: Option<Tls>,
     /// Extra CAs trusted for the issuers' JWKS and introspection over HTTPS.
     pub auth_ca_file: Option<PathBuf>,
+    /// What a client can pin on the public listeners (`bounds`).
+    pub client_bounds: crate::bounds::ClientBounds,
+    /// Bytes of upstream answers in flight over all services.
+    pub upstream_answer_budget: u64,
 }
 
 /// Paths in the config are relative to the config file.
@@ -157,6 +161,44 @@ impl EdgeConfig {
             "max_request_header_bytes",
             d,
         );
+        let write_timeout = top_level(
+            path,
+            &raw.client_write_timeout_ms,
+            15_000,
+            1..=300_000,
+            "client_write_timeout_ms",
+            d,
+        );
+        let h2_streams = top_level(
+            path,
+            &raw.h2_max_concurrent_streams,
+            100,
+            1..=1_000,
+            "h2_max_concurrent_streams",
+            d,
+        );
+        let h2_in_flight = top_level(
+            path,
+            &raw.h2_streams_in_flight,
+            1024,
+            1..=1_000_000,
+            "h2_streams_in_flight",
+            d,
+        );
+        let answer_budget = top_level(
+            path,
+            &raw.upstream_answer_budget_bytes,
+            128 * 1024 * 1024,
+            1024 * 1024..=64 * 1024 * 1024 * 1024,
+            "upstream_answer_budget_bytes",
+            d,
+        );
+        let client_bounds = crate::bounds::ClientBounds {
+            write_timeout: Duration::from_millis(write_timeout?),
+            h2_max_streams: u32::try_from(h2_streams?).ok()?,
+            h2_streams_in_flight: usize::try_from(h2_in_flight?).ok()?,
+            ..Default::default()
+        };
         let tls = raw.tls.as_ref().map(|t| tls(path, t, d));
         let auth_ca = raw.auth_ca_file.as_ref().map(|f| auth_ca_file(path, f, d));
         let problem_type_base = raw
@@ -198,6 +240,8 @@ impl EdgeConfig {
             client_body_timeout: Duration::from_millis(client_body_timeout?),
             client_header_timeout: Duration::from_millis(client_header_timeout?),
             max_request_header_bytes: usize::try_from(max_request_header_bytes?).ok()?,
+            client_bounds,
+            upstream_answer_budget: answer_budget?,
             tls: tls.map(|t| t.ok_or(())).transpose().ok()?,
             auth_ca_file: auth_ca.map(|f| f.ok_or(())).transpose().ok()?,
         })

@@ -45,6 +45,18 @@ pub struct RawEdge {
     /// Cap on the request target plus header names and values: default 32768.
     #[serde(default)]
     pub max_request_header_bytes: Option<Spanned<u64>>,
+    /// Each write of an answer to a client must complete within this: default 15000.
+    #[serde(default)]
+    pub client_write_timeout_ms: Option<Spanned<u64>>,
+    /// Concurrent streams per HTTP/2 connection: default 100.
+    #[serde(default)]
+    pub h2_max_concurrent_streams: Option<Spanned<u64>>,
+    /// HTTP/2 streams served at once over all connections: default 1024.
+    #[serde(default)]
+    pub h2_streams_in_flight: Option<Spanned<u64>>,
+    /// Bytes of upstream answers in flight over all services: default 134217728.
+    #[serde(default)]
+    pub upstream_answer_budget_bytes: Option<Spanned<u64>>,
     /// A second public listener speaking TLS (the edge hostname served directly).
     #[serde(default)]
     pub tls: Option<RawTls>,
@@ -152,7 +164,8 @@ pub struct RawSecret {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
-    pub url: Spanned<String>,
+    /// One URL, or a list of them: the instances of the service.
+    pub url: Spanned<RawUrls>,
     #[serde(default)]
     pub connect_timeout_ms: Option<Spanned<u64>>,
     #[serde(default)]
@@ -186,4 +199,21 @@ pub struct RawIssuer {
     /// Least time between two JWKS refetches caused by tokens naming an unknown `kid`.
     #[serde(default)]
     pub jwks_refetch_interval_seconds: Option<Spanned<u64>>,
+}
+
+/// `url: "http://…"` or `url: ["http://…", "http://…"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawUrls {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl RawUrls {
+    pub fn list(&self) -> Vec<&str> {
+        match self {
+            RawUrls::One(u) => vec![u.as_str()],
+            RawUrls::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
 }

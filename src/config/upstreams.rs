@@ -16,6 +16,9 @@ pub struct Upstream {
     /// `http://host:port` without a trailing slash.
     pub base: String,
     pub authority: String,
+    /// Every instance of the service, (`http://host:port`, `host:port`); the first is
+    /// `base`/`authority`.
+    pub instances: Vec<(String, String)>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub pool_idle_per_host: usize,
@@ -33,25 +36,47 @@ pub(super) fn upstream(
     raw: &raw::RawUpstream,
     d: &mut Diags,
 ) -> Option<Upstream> {
-    let url = raw.url.as_str().trim_end_matches('/');
-    let uri: Uri = match url.parse() {
-        Ok(u) => u,
-        Err(_) => {
-            d.at(
-                path,
-                raw.url.span(),
-                format!("upstreams.{name}.url is not a URL"),
-            );
-            return None;
-        }
-    };
-    if uri.scheme_str() != Some("http") || uri.authority().is_none() || uri.path().len() > 1 {
+    let urls = raw.url.list();
+    if urls.is_empty() {
         d.at(
             path,
             raw.url.span(),
-            format!("upstreams.{name}.url must be http://host:port (the legacy services speak plain HTTP on the private network)"),
+            format!("upstreams.{name}.url: at least one URL is required"),
         );
         return None;
+    }
+    let mut instances: Vec<(String, String)> = Vec::new();
+    for url in urls {
+        let url = url.trim_end_matches('/');
+        let uri: Uri = match url.parse() {
+            Ok(u) => u,
+            Err(_) => {
+                d.at(
+                    path,
+                    raw.url.span(),
+                    format!("upstreams.{name}.url `{url}` is not a URL"),
+                );
+                return None;
+            }
+        };
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() || uri.path().len() > 1 {
+            d.at(
+                path,
+                raw.url.span(),
+                format!("upstreams.{name}.url must be http://host:port (the legacy services speak plain HTTP on the private network)"),
+            );
+            return None;
+        }
+        let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+        if instances.iter().any(|(_, a)| *a == authority) {
+            d.at(
+                path,
+                raw.url.span(),
+                format!("upstreams.{name}.url lists `{url}` twice"),
+            );
+            return None;
+        }
+        instances.push((url.to_string(), authority));
     }
     let ms = |v: &Option<Spanned<u64>>, default: u64, what: &str, d: &mut Diags| {
         let n = v.as_ref().map(|s| **s).unwrap_or(default);
@@ -97,8 +122,9 @@ pub(super) fn upstream(
     let breaker_failures = count(&raw.breaker_failures, 5, 1..=10_000, "breaker_failures", d);
     Some(Upstream {
         name: name.to_string(),
-        base: url.to_string(),
-        authority: uri.authority().map(|a| a.to_string()).unwrap_or_default(),
+        base: instances[0].0.clone(),
+        authority: instances[0].1.clone(),
+        instances,
         connect_timeout: connect_timeout?,
         timeout: timeout?,
         pool_idle_per_host: raw.pool_idle_per_host.as_ref().map(|s| **s).unwrap_or(64),

@@ -50,7 +50,13 @@ impl Runtime {
         Ok(Runtime {
             certs,
             sealer: Sealer::new(&cfg.id_secret.0, &cfg.cursor_secret.0),
-            upstreams: Upstreams::new(cfg.upstreams.values().cloned()),
+            upstreams: Upstreams::with_budget(
+                cfg.upstreams.values().cloned(),
+                crate::bounds::ByteBudget::new(
+                    cfg.upstream_answer_budget,
+                    crate::upstream::DEFAULT_ANSWER_BUDGET_WAIT,
+                ),
+            ),
             auth: Auth::new(
                 &cfg.issuers,
                 cfg.introspection.clone(),

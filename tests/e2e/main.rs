@@ -3,14 +3,18 @@
 
 mod activities;
 mod auth;
+mod bounds;
+mod cluster;
 mod dialects;
 mod faults;
 mod golden;
 mod harness;
 mod hostile;
 mod http_conventions;
+mod instances;
 mod openapi;
 mod ops;
+mod own_redis;
 mod policies;
 mod reload;
 mod resources;

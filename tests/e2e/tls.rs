@@ -21,20 +21,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::harness::{Resp, World, V};
 
 /// A certificate authority made for one test.
-struct Ca {
+pub(crate) struct Ca {
     cert: rcgen::Certificate,
     key: KeyPair,
 }
 
 /// A leaf certificate for 127.0.0.1: (chain PEM, key PEM, leaf DER).
-struct Leaf {
+pub(crate) struct Leaf {
     chain: String,
     key: String,
     der: Vec<u8>,
 }
 
 impl Ca {
-    fn new(name: &str) -> Ca {
+    pub(crate) fn new(name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -43,11 +43,11 @@ impl Ca {
         Ca { cert, key }
     }
 
-    fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         self.cert.pem()
     }
 
-    fn leaf(&self, common_name: &str) -> Leaf {
+    pub(crate) fn leaf(&self, common_name: &str) -> Leaf {
         let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
         params
             .subject_alt_names
@@ -71,7 +71,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn client_config(ca_pem: &str, alpn: &[&[u8]]) -> rustls::ClientConfig {
+pub(crate) fn client_config(ca_pem: &str, alpn: &[&[u8]]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.expect("ca pem")).expect("ca");
@@ -161,7 +161,10 @@ async fn start_tls_world(leaf: &Leaf) -> (World, crate::harness::tempdir::Dir) {
 }
 
 /// The same, with `extra` appended to the edge's config.
-async fn start_tls_world_with(leaf: &Leaf, extra: &str) -> (World, crate::harness::tempdir::Dir) {
+pub(crate) async fn start_tls_world_with(
+    leaf: &Leaf,
+    extra: &str,
+) -> (World, crate::harness::tempdir::Dir) {
     let tls_dir = crate::harness::tempdir::Dir::new("tls");
     write_pair(tls_dir.path(), leaf);
     let dir = tls_dir.path().to_path_buf();
