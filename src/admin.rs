@@ -8,7 +8,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::json;
 
-use crate::edge::Runtime;
+use crate::pipeline::Runtime;
 
 pub struct Admin {
     pub rt: Arc<Runtime>,

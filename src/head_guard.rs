@@ -17,7 +17,7 @@
 //!
 //! It does not own the edge's own cap on header fields (`max_request_header_bytes`): the
 //! edge checks that on the parsed head in `request_filter`, where it can keep the
-//! connection. The body deadline is the edge's too (`edge::read_json_body`).
+//! connection. The body deadline is the edge's too (`pipeline::body::read_json_body`).
 
 use std::fmt;
 use std::future::Future;
@@ -37,7 +37,7 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::edge::Runtime;
+use crate::pipeline::Runtime;
 use crate::problem::{Kind, Problem};
 
 /// A raw head this long without its end is refused (431). One byte below pingora's own
@@ -267,7 +267,7 @@ impl HeadGuard {
     /// The whole HTTP/1.1 answer: the edge's usual headers, `extra` ones (whole lines), a
     /// problem body, and `Connection: close` (the rest of the head is never read).
     fn refusal(&self, kind: Kind, instance: &str, detail: &str, extra: &str) -> Vec<u8> {
-        let trace_id = crate::edge::new_trace_id();
+        let trace_id = crate::pipeline::new_trace_id();
         let status_text = http::StatusCode::from_u16(kind.status())
             .ok()
             .and_then(|s| s.canonical_reason())

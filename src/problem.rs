@@ -2,7 +2,7 @@
 //!
 //! Owns the catalogue of problem types (slug, status, fixed title) and the rendering of a
 //! [`Problem`] into `application/problem+json`. It does not decide *when* a problem happens:
-//! the pipeline stages do, and they hand a `Problem` to the single responder in `edge::respond`.
+//! the pipeline stages do, and they hand a `Problem` to the single responder in `pipeline::respond`.
 
 use serde_json::{json, Map, Value};
 

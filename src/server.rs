@@ -16,9 +16,9 @@ use pingora::services::listening::Service;
 use crate::admin::Admin;
 use crate::config::EdgeConfig;
 use crate::diag::Diags;
-use crate::edge::{Edge, Runtime};
 use crate::head_guard::Guarded;
 use crate::mapping;
+use crate::pipeline::{Edge, Runtime};
 
 /// Flags passed through to pingora (systemd uses them for upgrades and daemons).
 #[derive(Debug, Clone, Default)]

@@ -21,8 +21,27 @@ pub const SERVICES: [&str; 6] = [
     "iam",
 ];
 
+/// The two reference backends of other families (`BACKENDS.md`), after the six (ports
+/// base+6 and base+7).
+pub const DIALECT_SERVICES: [&str; 2] = ["directory", "accounts"];
+
+/// How many services run, the six and the two.
+pub(crate) const ALL_SERVICES: usize = SERVICES.len() + DIALECT_SERVICES.len();
+
+/// The service at an index of `SERVICES` followed by `DIALECT_SERVICES`.
+pub(crate) fn service_name(i: usize) -> Option<&'static str> {
+    SERVICES
+        .iter()
+        .chain(DIALECT_SERVICES.iter())
+        .nth(i)
+        .copied()
+}
+
 pub(crate) fn service_index(name: &str) -> Option<usize> {
-    SERVICES.iter().position(|s| *s == name)
+    SERVICES
+        .iter()
+        .chain(DIALECT_SERVICES.iter())
+        .position(|s| *s == name)
 }
 
 /// splitmix64: tiny, fast, deterministic.
@@ -285,8 +304,8 @@ pub(crate) struct World {
 
 pub(crate) struct Inner {
     pub world: RwLock<World>,
-    pub calls: [AtomicU64; 6],
-    pub failing: [AtomicBool; 6],
+    pub calls: [AtomicU64; ALL_SERVICES],
+    pub failing: [AtomicBool; ALL_SERVICES],
     pub latency_us: AtomicU64,
     pub interfere: AtomicU64,
 }
@@ -376,8 +395,6 @@ impl SimState {
         self.inner.calls[i].load(Ordering::Relaxed)
     }
 
-    /// While `failing`, the service answers every request (still counted) with HTTP 500
-    /// in its own error format, as when it crashes mid-request. Panics on an unknown name.
     /// The next `n` company full-replace PUTs meet a concurrent writer: the stored
     /// `rowVersion` moves on just before theirs is checked, so they answer VERSION_CONFLICT.
     pub fn interfere_with_company_writes(&self, n: u64) {
@@ -391,6 +408,8 @@ impl SimState {
             .is_ok()
     }
 
+    /// While `failing`, the service answers every request (still counted) with HTTP 500
+    /// in its own error format, as when it crashes mid-request. Panics on an unknown name.
     pub fn fail_service(&self, service: &str, failing: bool) {
         let i = service_index(service).unwrap_or_else(|| panic!("unknown service {service:?}"));
         self.inner.failing[i].store(failing, Ordering::Relaxed);

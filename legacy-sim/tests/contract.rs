@@ -1750,3 +1750,108 @@ async fn fixed_base_port_lays_services_out_in_order() {
     assert_eq!(sim.addr("iam").port(), base + 5);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn extra_instances_share_the_world_and_stop_alone() {
+    let mut sim = sim().await;
+    let st = sim.state();
+    let first = sim.addr("crm-core");
+    let second = sim.start_instance("crm-core", 0).await.unwrap();
+    assert_ne!(first, second);
+    assert_eq!(
+        sim.addr("crm-core"),
+        first,
+        "addr keeps naming the first instance"
+    );
+
+    // a write through one instance is read through the other: one world
+    let body = json!({"emailAddress": "twin@example.com", "lastName": "Twin"}).to_string();
+    let r = http(
+        second,
+        "POST",
+        "/api/v3/contacts",
+        &who(1, 101),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["contactId"].as_u64().unwrap();
+    let r = http(
+        first,
+        "GET",
+        &format!("/api/v3/contacts/{id}"),
+        &who(1, 101),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["lastName"], "Twin");
+    assert_eq!(sim.calls_at(second), 1);
+    assert_eq!(sim.calls_at(first), 1);
+    assert_eq!(st.calls("crm-core"), 2, "both count towards the service");
+
+    // stopping the second refuses its connections and drops its idle ones; the first
+    // keeps answering
+    let mut idle = TcpStream::connect(second).await.unwrap();
+    sim.stop_instance(second).await;
+    let err = TcpStream::connect(second).await.expect_err("refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    let _ = idle
+        .write_all(b"GET /api/v3/contacts/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut buf)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "closed, not answered");
+    let r = http(first, "GET", "/api/v3/contacts/1", &who(1, 101), None).await;
+    assert_eq!(r.status, 200);
+
+    // back on the same address, with the world as it is and its count carrying on
+    let back = sim.start_instance("crm-core", second.port()).await.unwrap();
+    assert_eq!(back, second);
+    let r = http(
+        back,
+        "GET",
+        &format!("/api/v3/contacts/{id}"),
+        &who(1, 101),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(sim.calls_at(back), 2);
+    assert_eq!(sim.calls_at(first), 2);
+
+    // injected failures apply to every instance of the service
+    st.fail_service("crm-core", true);
+    let r = http(back, "GET", "/api/v3/contacts/1", &who(1, 101), None).await;
+    assert_eq!(r.status, 500);
+    assert_eq!(r.json()["error"]["code"], "INTERNAL");
+    st.fail_service("crm-core", false);
+
+    // an instance of another service, and the listing of services unchanged
+    let iam2 = sim.start_instance("iam", 0).await.unwrap();
+    let r = http(
+        iam2,
+        "GET",
+        "/iam/v2/users/101/permissions",
+        &who(1, 101),
+        None,
+    )
+    .await;
+    assert_eq!(r.json()["role"], "admin");
+    assert_eq!(sim.calls_at(iam2), 1);
+    let listed = sim.services();
+    assert_eq!(listed.len(), 6);
+    assert!(listed.contains(&("crm-core", first)) && !listed.iter().any(|s| s.1 == back));
+
+    // stop_service stops every instance of it
+    sim.stop_service("crm-core").await;
+    for a in [first, back] {
+        assert!(TcpStream::connect(a).await.is_err(), "{a} refused");
+    }
+    assert_eq!(
+        sim.calls_at(first),
+        2,
+        "a stopped instance still reports its count"
+    );
+    sim.shutdown().await;
+}

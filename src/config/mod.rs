@@ -1,123 +1,36 @@
 //! The edge configuration: `edge.yaml` compiled into types that cannot hold an invalid value.
 //!
-//! Owns listeners, upstream services, issuers and secrets. The public API itself (routes,
+//! Owns the whole config: `listeners` (addresses, TLS, client limits), `secrets`,
+//! `upstreams`, `issuers` (and introspection) and `policies` (Redis, rate limits,
+//! idempotency, CORS); `raw` is what people write. The public API itself (routes,
 //! fields, versions) is not here: it lives in the mapping files (`crate::mapping`).
 
+mod issuers;
+mod listeners;
+mod policies;
 mod raw;
+mod secrets;
+mod upstreams;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http::Uri;
 use indexmap::IndexMap;
-use jsonwebtoken::Algorithm;
-use marked_yaml::Spanned;
 
 use crate::diag::{self, Diags};
+use issuers::{auth_ca_file, introspection, issuer};
+pub use issuers::{Introspection, Issuer};
+use listeners::{addr, tls, top_level};
+pub use listeners::{Tls, PINGORA_MAX_HEAD};
+pub use policies::{Applies, Backend, Cors, Idempotency, Policy, RateLimits, Redis};
 pub use raw::RawEdge;
+use secrets::secret;
+pub use secrets::Secret;
+use upstreams::upstream;
+pub use upstreams::Upstream;
 
 pub const DEFAULT_PROBLEM_BASE: &str = "https://papi.trendev.in/problems/";
-
-/// A compiled upstream service.
-#[derive(Debug, Clone)]
-pub struct Upstream {
-    pub name: String,
-    /// `http://host:port` without a trailing slash.
-    pub base: String,
-    pub authority: String,
-    pub connect_timeout: Duration,
-    pub timeout: Duration,
-    pub pool_idle_per_host: usize,
-    /// Extra attempts of a safe call (GET, search) after a connect failure or a 502/503.
-    pub retries: u32,
-    pub retry_backoff: Duration,
-    /// Consecutive failures that open the circuit breaker.
-    pub breaker_failures: u32,
-    pub breaker_open: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct Issuer {
-    pub issuer: String,
-    pub jwks_url: String,
-    pub audience: String,
-    pub algorithms: Vec<Algorithm>,
-    pub leeway: Duration,
-    /// Least time between two JWKS refetches caused by an unknown `kid`.
-    pub jwks_refetch_interval: Duration,
-}
-
-/// RFC 7662 token introspection for opaque access tokens.
-#[derive(Debug, Clone)]
-pub struct Introspection {
-    pub url: String,
-    pub client_id: String,
-    pub client_secret: Secret,
-    /// Upper bound on how long an answer is reused (never past the token's `exp`).
-    pub cache_max: Duration,
-    pub timeout: Duration,
-}
-
-/// A secret's bytes. Never printed.
-#[derive(Clone)]
-pub struct Secret(pub Vec<u8>);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Memory,
-    Redis,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applies {
-    All,
-    Search,
-    Writes,
-}
-
-#[derive(Debug, Clone)]
-pub struct Policy {
-    pub name: String,
-    pub quota: u64,
-    pub window: u64,
-    pub applies: Applies,
-}
-
-#[derive(Debug, Clone)]
-pub struct RateLimits {
-    pub backend: Backend,
-    pub fail_open: bool,
-    pub policies: Vec<Policy>,
-    /// (tenant, policy name) → quota
-    pub overrides: std::collections::HashMap<(u32, String), u64>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Idempotency {
-    pub backend: Backend,
-    pub ttl: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct Cors {
-    pub origins: Vec<String>,
-    pub headers: Vec<String>,
-    pub max_age: u64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Redis {
-    pub url: String,
-    pub prefix: String,
-}
-
 #[derive(Debug, Clone)]
 pub struct EdgeConfig {
     pub path: PathBuf,
@@ -150,165 +63,6 @@ pub struct EdgeConfig {
     pub auth_ca_file: Option<PathBuf>,
 }
 
-/// The public TLS listener: certificate and key files, re-read on reload.
-#[derive(Debug, Clone)]
-pub struct Tls {
-    pub listen: SocketAddr,
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-}
-
-fn tls(path: &Path, raw: &raw::RawTls, d: &mut Diags) -> Option<Tls> {
-    let listen = addr(path, &raw.listen, "tls.listen", d);
-    let cert_file = resolve(path, raw.cert_file.as_str());
-    let key_file = resolve(path, raw.key_file.as_str());
-    // The files are loaded now, so that `check` (systemd's ExecStartPre) catches a missing
-    // or mismatched certificate before the listener would.
-    if let Err(e) = crate::tls::load_certified_key(&cert_file, &key_file) {
-        let span = match e {
-            crate::tls::TlsError::Read { ref path, .. }
-            | crate::tls::TlsError::NoCertificate { ref path }
-                if Path::new(path) == cert_file =>
-            {
-                raw.cert_file.span()
-            }
-            _ => raw.key_file.span(),
-        };
-        d.at(path, span, format!("tls: {e}"));
-        return None;
-    }
-    Some(Tls {
-        listen: listen?,
-        cert_file,
-        key_file,
-    })
-}
-
-fn auth_ca_file(path: &Path, raw: &Spanned<String>, d: &mut Diags) -> Option<PathBuf> {
-    let file = resolve(path, raw.as_str());
-    match crate::tls::client_config(Some(&file)) {
-        Ok(_) => Some(file),
-        Err(e) => {
-            d.at(path, raw.span(), format!("auth_ca_file: {e}"));
-            None
-        }
-    }
-}
-
-/// Pingora's own bound on a raw request head (`MAX_HEADER_SIZE` in pingora-core 0.9):
-/// `max_request_header_bytes` must stay below it to be reachable.
-pub const PINGORA_MAX_HEAD: u64 = 1_048_575;
-
-/// A top-level numeric setting: its default when absent, an error naming the range when
-/// out of it.
-fn top_level(
-    path: &Path,
-    v: &Option<Spanned<u64>>,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-    key: &str,
-    d: &mut Diags,
-) -> Option<u64> {
-    match v {
-        None => Some(default),
-        Some(s) if range.contains(&**s) => Some(**s),
-        Some(s) => {
-            d.at(
-                path,
-                s.span(),
-                format!("{key} must be {}..={}", range.start(), range.end()),
-            );
-            None
-        }
-    }
-}
-
-fn addr(path: &Path, v: &Spanned<String>, what: &str, d: &mut Diags) -> Option<SocketAddr> {
-    match v.parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            d.at(
-                path,
-                v.span(),
-                format!(
-                    "{what} `{}` is not an address like 127.0.0.1:8080",
-                    v.as_str()
-                ),
-            );
-            None
-        }
-    }
-}
-
-fn secret(path: &Path, name: &str, raw: &raw::RawSecret, d: &mut Diags) -> Option<Secret> {
-    secret_at(path, &format!("secrets.{name}"), 16, raw, d)
-}
-
-/// A secret (called `name` in messages), from exactly one source, at least `min_len` bytes.
-fn secret_at(
-    path: &Path,
-    name: &str,
-    min_len: usize,
-    raw: &raw::RawSecret,
-    d: &mut Diags,
-) -> Option<Secret> {
-    let sources = [
-        raw.env.is_some(),
-        raw.file.is_some(),
-        raw.demo_value.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
-    if sources != 1 {
-        d.file(
-            path,
-            format!("{name}: give exactly one of `env`, `file` or `demo_value`"),
-        );
-        return None;
-    }
-    let bytes = if let Some(env) = &raw.env {
-        match std::env::var(env.as_str()) {
-            Ok(v) => v.into_bytes(),
-            Err(_) => {
-                d.at(
-                    path,
-                    env.span(),
-                    format!("{name}: environment variable `{}` is not set", env.as_str()),
-                );
-                return None;
-            }
-        }
-    } else if let Some(file) = &raw.file {
-        let p = resolve(path, file.as_str());
-        match std::fs::read(&p) {
-            Ok(v) => v,
-            Err(e) => {
-                d.at(
-                    path,
-                    file.span(),
-                    format!("{name}: cannot read `{}`: {e}", p.display()),
-                );
-                return None;
-            }
-        }
-    } else {
-        raw.demo_value
-            .as_ref()
-            .map(|v| v.as_bytes().to_vec())
-            .unwrap_or_default()
-    };
-    let trimmed: Vec<u8> = bytes.trim_ascii().to_vec();
-    if trimmed.len() < min_len {
-        d.file(
-            path,
-            format!("{name}: a secret must be at least {min_len} bytes"),
-        );
-        return None;
-    }
-    Some(Secret(trimmed))
-}
-
 /// Paths in the config are relative to the config file.
 pub fn resolve(config: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
@@ -318,187 +72,6 @@ pub fn resolve(config: &Path, p: &str) -> PathBuf {
         config.parent().unwrap_or(Path::new(".")).join(p)
     }
 }
-
-fn upstream(path: &Path, name: &str, raw: &raw::RawUpstream, d: &mut Diags) -> Option<Upstream> {
-    let url = raw.url.as_str().trim_end_matches('/');
-    let uri: Uri = match url.parse() {
-        Ok(u) => u,
-        Err(_) => {
-            d.at(
-                path,
-                raw.url.span(),
-                format!("upstreams.{name}.url is not a URL"),
-            );
-            return None;
-        }
-    };
-    if uri.scheme_str() != Some("http") || uri.authority().is_none() || uri.path().len() > 1 {
-        d.at(
-            path,
-            raw.url.span(),
-            format!("upstreams.{name}.url must be http://host:port (the legacy services speak plain HTTP on the private network)"),
-        );
-        return None;
-    }
-    let ms = |v: &Option<Spanned<u64>>, default: u64, what: &str, d: &mut Diags| {
-        let n = v.as_ref().map(|s| **s).unwrap_or(default);
-        if n == 0 || n > 300_000 {
-            if let Some(s) = v {
-                d.at(
-                    path,
-                    s.span(),
-                    format!("upstreams.{name}.{what} must be 1..=300000"),
-                );
-            }
-            return None;
-        }
-        Some(Duration::from_millis(n))
-    };
-    let connect_timeout = ms(&raw.connect_timeout_ms, 1_000, "connect_timeout_ms", d);
-    let timeout = ms(&raw.timeout_ms, 10_000, "timeout_ms", d);
-    let retry_backoff = ms(&raw.retry_backoff_ms, 50, "retry_backoff_ms", d);
-    let breaker_open = ms(&raw.breaker_open_ms, 5_000, "breaker_open_ms", d);
-    let count = |v: &Option<Spanned<u32>>,
-                 default: u32,
-                 range: std::ops::RangeInclusive<u32>,
-                 what: &str,
-                 d: &mut Diags| {
-        let n = v.as_ref().map(|s| **s).unwrap_or(default);
-        if !range.contains(&n) {
-            if let Some(s) = v {
-                d.at(
-                    path,
-                    s.span(),
-                    format!(
-                        "upstreams.{name}.{what} must be {}..={}",
-                        range.start(),
-                        range.end()
-                    ),
-                );
-            }
-            return None;
-        }
-        Some(n)
-    };
-    let retries = count(&raw.retries, 1, 0..=5, "retries", d);
-    let breaker_failures = count(&raw.breaker_failures, 5, 1..=10_000, "breaker_failures", d);
-    Some(Upstream {
-        name: name.to_string(),
-        base: url.to_string(),
-        authority: uri.authority().map(|a| a.to_string()).unwrap_or_default(),
-        connect_timeout: connect_timeout?,
-        timeout: timeout?,
-        pool_idle_per_host: raw.pool_idle_per_host.as_ref().map(|s| **s).unwrap_or(64),
-        retries: retries?,
-        retry_backoff: retry_backoff?,
-        breaker_failures: breaker_failures?,
-        breaker_open: breaker_open?,
-    })
-}
-
-fn issuer(path: &Path, raw: &raw::RawIssuer, d: &mut Diags) -> Option<Issuer> {
-    let mut algorithms = Vec::new();
-    let names = raw.algorithms.clone().unwrap_or_default();
-    for a in &names {
-        match a.as_str() {
-            "RS256" => algorithms.push(Algorithm::RS256),
-            "ES256" => algorithms.push(Algorithm::ES256),
-            "EdDSA" => algorithms.push(Algorithm::EdDSA),
-            other => d.at(
-                path,
-                a.span(),
-                format!("algorithm `{other}` is not allowed (use RS256, ES256 or EdDSA; never none or HMAC)"),
-            ),
-        }
-    }
-    if names.is_empty() {
-        algorithms = vec![Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
-    }
-    if !raw.jwks_url.starts_with("http://") && !raw.jwks_url.starts_with("https://") {
-        d.at(path, raw.jwks_url.span(), "jwks_url must be an http(s) URL");
-        return None;
-    }
-    let jwks_refetch_interval = raw
-        .jwks_refetch_interval_seconds
-        .as_ref()
-        .map(|s| **s)
-        .unwrap_or(10);
-    if !(1..=3600).contains(&jwks_refetch_interval) {
-        if let Some(s) = &raw.jwks_refetch_interval_seconds {
-            d.at(
-                path,
-                s.span(),
-                "jwks_refetch_interval_seconds must be 1..=3600",
-            );
-        }
-        return None;
-    }
-    Some(Issuer {
-        issuer: raw.issuer.to_string(),
-        jwks_url: raw.jwks_url.to_string(),
-        audience: raw.audience.to_string(),
-        algorithms,
-        leeway: Duration::from_secs(raw.leeway_seconds.as_ref().map(|s| **s).unwrap_or(60)),
-        jwks_refetch_interval: Duration::from_secs(jwks_refetch_interval),
-    })
-}
-
-fn introspection(path: &Path, raw: &raw::RawIntrospection, d: &mut Diags) -> Option<Introspection> {
-    let mut ok = true;
-    let url = raw.url.as_str();
-    if url.parse::<Uri>().is_err() || !url.starts_with("http://") && !url.starts_with("https://") {
-        d.at(
-            path,
-            raw.url.span(),
-            "introspection.url must be an http(s) URL",
-        );
-        ok = false;
-    }
-    if raw.client_id.is_empty() {
-        d.at(
-            path,
-            raw.client_id.span(),
-            "introspection.client_id must not be empty",
-        );
-        ok = false;
-    }
-    let client_secret = secret_at(
-        path,
-        "introspection.client_secret",
-        1,
-        &raw.client_secret,
-        d,
-    );
-    let cache_max = raw.cache_max_seconds.as_ref().map(|s| **s).unwrap_or(60);
-    if cache_max > 3600 {
-        if let Some(s) = &raw.cache_max_seconds {
-            d.at(
-                path,
-                s.span(),
-                "introspection.cache_max_seconds must be 0..=3600",
-            );
-        }
-        ok = false;
-    }
-    let timeout = raw.timeout_ms.as_ref().map(|s| **s).unwrap_or(3_000);
-    if timeout == 0 || timeout > 60_000 {
-        if let Some(s) = &raw.timeout_ms {
-            d.at(path, s.span(), "introspection.timeout_ms must be 1..=60000");
-        }
-        ok = false;
-    }
-    if !ok {
-        return None;
-    }
-    Some(Introspection {
-        url: url.to_string(),
-        client_id: raw.client_id.to_string(),
-        client_secret: client_secret?,
-        cache_max: Duration::from_secs(cache_max),
-        timeout: Duration::from_millis(timeout),
-    })
-}
-
 /// Where the mappings are and which upstreams exist, read leniently from a config that
 /// failed validation, so that `check` can still report the mapping files' errors.
 pub fn mapping_hint(path: &Path) -> Option<(PathBuf, Vec<String>)> {
@@ -512,116 +85,6 @@ pub fn mapping_hint(path: &Path) -> Option<(PathBuf, Vec<String>)> {
         .unwrap_or_default();
     Some((resolve(path, &dir), names))
 }
-
-fn backend(path: &Path, v: &Spanned<String>, redis: bool, d: &mut Diags) -> Option<Backend> {
-    match v.as_str() {
-        "memory" => Some(Backend::Memory),
-        "redis" if redis => Some(Backend::Redis),
-        "redis" => {
-            d.at(path, v.span(), "backend redis needs a `redis:` section");
-            None
-        }
-        o => {
-            d.at(
-                path,
-                v.span(),
-                format!("backend `{o}` must be memory or redis"),
-            );
-            None
-        }
-    }
-}
-
-fn rate_limits(
-    path: &Path,
-    raw: &raw::RawRateLimits,
-    redis: bool,
-    d: &mut Diags,
-) -> Option<RateLimits> {
-    let backend = backend(path, &raw.backend, redis, d);
-    let fail_open = match raw.on_redis_failure.as_ref().map(|s| s.as_str()) {
-        None | Some("open") => true,
-        Some("closed") => false,
-        Some(o) => {
-            if let Some(s) = &raw.on_redis_failure {
-                d.at(
-                    path,
-                    s.span(),
-                    format!("on_redis_failure `{o}` must be open or closed"),
-                );
-            }
-            true
-        }
-    };
-    let mut policies = Vec::new();
-    for p in &raw.policies {
-        let applies = match p.applies_to.as_ref().map(|s| s.as_str()) {
-            None | Some("all") => Applies::All,
-            Some("search") => Applies::Search,
-            Some("writes") => Applies::Writes,
-            Some(o) => {
-                if let Some(s) = &p.applies_to {
-                    d.at(
-                        path,
-                        s.span(),
-                        format!("applies_to `{o}` must be all, search or writes"),
-                    );
-                }
-                continue;
-            }
-        };
-        let ok_name = !p.name.is_empty()
-            && p.name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !ok_name {
-            d.at(
-                path,
-                p.name.span(),
-                "a policy name is letters, digits, - and _",
-            );
-        }
-        if *p.quota == 0 || *p.window_seconds == 0 || *p.window_seconds > 86_400 {
-            d.at(
-                path,
-                p.quota.span(),
-                "quota must be ≥ 1 and window_seconds 1..=86400",
-            );
-        }
-        policies.push(Policy {
-            name: p.name.to_string(),
-            quota: *p.quota,
-            window: *p.window_seconds,
-            applies,
-        });
-    }
-    let mut overrides = std::collections::HashMap::new();
-    for (tenant, m) in &raw.tenant_overrides {
-        let Ok(t) = tenant.parse::<u32>() else {
-            d.file(
-                path,
-                format!("rate_limits.tenant_overrides: `{tenant}` is not a tenant id"),
-            );
-            continue;
-        };
-        for (name, q) in m {
-            if !policies.iter().any(|p| &p.name == name) {
-                d.file(
-                    path,
-                    format!("rate_limits.tenant_overrides.{tenant}: no policy `{name}`"),
-                );
-            }
-            overrides.insert((t, name.clone()), *q);
-        }
-    }
-    Some(RateLimits {
-        backend: backend?,
-        fail_open,
-        policies,
-        overrides,
-    })
-}
-
 impl EdgeConfig {
     /// Loads and validates `edge.yaml`, collecting every error.
     pub fn load(path: &Path) -> Result<EdgeConfig, Diags> {
@@ -715,44 +178,16 @@ impl EdgeConfig {
             cursor_secret: cursor_secret?,
             upstreams,
             issuers,
-            redis: raw.redis.as_ref().map(|r| Redis {
-                url: r.url.to_string(),
-                prefix: r
-                    .key_prefix
-                    .clone()
-                    .unwrap_or_else(|| "prospect-edge:".into()),
-            }),
+            redis: raw.redis.as_ref().map(policies::redis),
             rate_limits: raw
                 .rate_limits
                 .as_ref()
-                .and_then(|r| rate_limits(path, r, raw.redis.is_some(), d)),
-            idempotency: raw.idempotency.as_ref().and_then(|i| {
-                Some(Idempotency {
-                    backend: backend(path, &i.backend, raw.redis.is_some(), d)?,
-                    ttl: Duration::from_secs(
-                        3600 * i.ttl_hours.as_ref().map(|h| (**h).max(24)).unwrap_or(24),
-                    ),
-                })
-            }),
-            cors: raw.cors.as_ref().map(|c| Cors {
-                origins: c
-                    .allowed_origins
-                    .iter()
-                    .map(|o| o.trim_end_matches('/').to_string())
-                    .collect(),
-                headers: c.allowed_headers.clone().unwrap_or_else(|| {
-                    [
-                        "authorization",
-                        "content-type",
-                        "version",
-                        "idempotency-key",
-                        "traceparent",
-                    ]
-                    .map(String::from)
-                    .to_vec()
-                }),
-                max_age: c.max_age_seconds.unwrap_or(600),
-            }),
+                .and_then(|r| policies::rate_limits(path, r, raw.redis.is_some(), d)),
+            idempotency: raw
+                .idempotency
+                .as_ref()
+                .and_then(|i| policies::idempotency(path, i, raw.redis.is_some(), d)),
+            cors: raw.cors.as_ref().map(policies::cors),
             permissions_cache: Duration::from_secs(
                 raw.permissions_cache_seconds
                     .as_ref()

@@ -130,7 +130,7 @@ async fn known_traffic_gives_exact_counters() {
     );
     expect("prospect_edge_requests_in_flight", 0.0);
     // The mapping version: exactly one series, the hash of the files being served.
-    let version = prospect_edge::edge::mapping_digest(&w.edge.dir.path().join("mappings"));
+    let version = prospect_edge::pipeline::mapping_digest(&w.edge.dir.path().join("mappings"));
     assert_eq!(version.len(), 12);
     expect(
         &format!(r#"prospect_edge_mapping_info{{version="{version}"}}"#),
@@ -149,7 +149,7 @@ async fn known_traffic_gives_exact_counters() {
 async fn the_mapping_version_changes_on_reload() {
     let w = World::start().await;
     let dir = w.edge.dir.path().join("mappings");
-    let before = prospect_edge::edge::mapping_digest(&dir);
+    let before = prospect_edge::pipeline::mapping_digest(&dir);
     let m = scrape(&w).await;
     assert_eq!(
         sample(
@@ -161,7 +161,7 @@ async fn the_mapping_version_changes_on_reload() {
     let contacts = dir.join("contacts.yaml");
     let text = std::fs::read_to_string(&contacts).expect("read");
     std::fs::write(&contacts, format!("{text}\n# edited\n")).expect("write");
-    let after = prospect_edge::edge::mapping_digest(&dir);
+    let after = prospect_edge::pipeline::mapping_digest(&dir);
     assert_ne!(before, after);
     let ok = std::process::Command::new("kill")
         .args(["-HUP", &w.edge.pid().to_string()])

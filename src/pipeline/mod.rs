@@ -1,0 +1,204 @@
+//! The request path: one pingora `ProxyHttp` whose `request_filter` runs every `/v1`
+//! operation as a pipeline of named stages and answers it itself.
+//!
+//! Why not proxy phases: most public operations need the whole request before the first
+//! upstream call, several calls (IAM, read–merge–write, search scans) and the whole answer
+//! before responding. One executor in `request_filter` keeps that uniform (see
+//! `docs/architecture.md`). Each stage is a file with a typed input and output that fails
+//! with a `Problem`; [`Edge::handle`] composes them in the order of the architecture table,
+//! and `respond` writes every answer.
+
+mod authenticate;
+mod authorize;
+mod body;
+mod ctx;
+mod execute;
+mod head;
+mod idempotency;
+mod rate_limit;
+mod respond;
+mod route;
+mod runtime;
+mod version;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+
+use crate::mapping::versions;
+use crate::mapping::Trust;
+use crate::problem::{Kind, Problem};
+
+pub use body::MAX_BODY;
+pub use ctx::{new_trace_id, Ctx};
+use idempotency::Claimed;
+use respond::Reply;
+pub use runtime::{mapping_digest, Runtime};
+
+pub struct Edge {
+    pub rt: Arc<Runtime>,
+}
+
+impl Edge {
+    /// The whole `/v1` pipeline for one request, stage by stage.
+    async fn handle(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Reply, Problem> {
+        let rt = &*self.rt;
+        let plan = rt.plan.load_full();
+        // Echo the client's release when it is one, even on errors before the version stage.
+        ctx.version = version::echo(&plan, session.req_header());
+        let req = session.req_header();
+        if let Some(doc) = route::document(rt, &plan, req, &mut ctx.route, &mut ctx.version)? {
+            return Ok(doc);
+        }
+        let method = req.method.as_str().to_string();
+        let path = req.uri.path().to_string();
+
+        let target = route::route(&plan, &method, &path)?;
+        ctx.route = target.op.label();
+        let identity = authenticate::authenticate(&rt.auth, req).await?;
+        ctx.identity = Some(identity.clone());
+        rate_limit::rate_limit(
+            rt.rate_limiter.as_ref(),
+            &identity,
+            &target.op,
+            &mut ctx.extra,
+        )
+        .await?;
+        let release = version::version(&plan, req, &mut ctx.extra)?;
+        ctx.version = release.date.clone();
+        let trust = Trust::new(identity.tenant, identity.user, ctx.trace_id.clone())
+            .with_trace_flags(&ctx.trace_flags);
+        authorize::authorize(rt, &target, &identity, &trust, &mut ctx.upstream_ms).await?;
+        let mut body = body::read_json_body(session, &method, rt.cfg.client_body_timeout).await?;
+        let pending = idempotency::key(
+            rt.idempotency.as_ref(),
+            session.req_header(),
+            &method,
+            &path,
+            &target.op,
+            body.as_ref(),
+            &release.date,
+        )?;
+        let changes = versions::pending(&plan.versions, &release.date, &target.res.name);
+        body::forward(&changes, &target.op, &mut body)?;
+        let pending = match idempotency::claim(pending, &identity).await? {
+            Claimed::Replay(stored) => return Ok(stored),
+            Claimed::Go(pending) => pending,
+        };
+        let reached_before = trust.reached();
+        let call = execute::Call {
+            rt,
+            plan: &plan,
+            target: &target,
+            trust: &trust,
+            identity: &identity,
+            release,
+            changes: &changes,
+        };
+        let result = execute::execute(call, body.as_ref()).await;
+        ctx.upstream_ms = trust.upstream_ms();
+        let problem_reply = |p: &Problem| {
+            respond::problem_reply(p, &rt.cfg.problem_type_base, &path, &ctx.trace_id)
+        };
+        idempotency::store(
+            pending,
+            &identity,
+            trust.reached() > reached_before,
+            result,
+            problem_reply,
+        )
+        .await
+    }
+
+    fn problem_reply(&self, p: &Problem, instance: &str, trace_id: &str) -> Reply {
+        respond::problem_reply(p, &self.rt.cfg.problem_type_base, instance, trace_id)
+    }
+
+    fn draining(&self) -> bool {
+        self.rt.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Edge {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::new()
+    }
+
+    /// Never reached: every request is answered in `request_filter`.
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        Err(Error::new(ErrorType::InternalError))
+    }
+
+    /// Runs the whole pipeline and writes the answer; `Ok(true)` ends pingora's processing.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let req = session.req_header();
+        ctx.start_trace(req.headers.get("traceparent").and_then(|v| v.to_str().ok()));
+        let instance = req.uri.path().to_string();
+        // head size: the first check, so nothing else reads an oversized head
+        if let Err(p) = head::head_size(req, self.rt.cfg.max_request_header_bytes) {
+            // An over-long path is not echoed back in full.
+            let instance = if instance.len() > 2048 {
+                "/"
+            } else {
+                &instance
+            };
+            let reply = self.problem_reply(&p, instance, &ctx.trace_id);
+            ctx.version = self.rt.plan.load().versions.current.clone();
+            respond::write(session, ctx, reply, self.draining()).await?;
+            return Ok(true);
+        }
+        if let Some(preflight) = head::cors(self.rt.cfg.cors.as_ref(), req, ctx) {
+            ctx.version = self.rt.plan.load().versions.current.clone();
+            respond::write(session, ctx, preflight, self.draining()).await?;
+            return Ok(true);
+        }
+        let reply = match self.handle(session, ctx).await {
+            Ok(r) => r,
+            Err(p) => {
+                if p.kind == Kind::PayloadTooLarge {
+                    // The rest of an oversized body is not read: the connection cannot be reused.
+                    session.set_keepalive(None);
+                }
+                self.problem_reply(&p, &instance, &ctx.trace_id)
+            }
+        };
+        respond::write(session, ctx, reply, self.draining()).await?;
+        Ok(true)
+    }
+
+    /// One structured access-log line per request: never a token, never a body.
+    async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut Ctx) {
+        let (tenant, client, user) = match &ctx.identity {
+            Some(i) => (i.tenant, i.client_id.as_str(), i.user),
+            None => (0, "", 0),
+        };
+        let status = ctx.status;
+        let method = crate::metrics::method_label(&session.req_header().method);
+        crate::metrics::REQUESTS
+            .with_label_values(&[ctx.route, method, crate::metrics::status_class(status)])
+            .inc();
+        crate::metrics::DURATION
+            .with_label_values(&[ctx.route])
+            .observe(ctx.started.elapsed().as_secs_f64());
+        if crate::access_log::enabled() {
+            crate::access_log::write(&crate::access_log::Entry {
+                trace_id: ctx.trace_id.as_str(),
+                method: session.req_header().method.as_str(),
+                route: ctx.route,
+                status: ctx.status,
+                duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+                upstream_ms: ctx.upstream_ms,
+                bytes_in: session.body_bytes_read(),
+                bytes_out: session.body_bytes_sent(),
+                tenant,
+                client,
+                user,
+            });
+        }
+    }
+}
