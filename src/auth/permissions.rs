@@ -5,8 +5,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{invalid, Auth};
-use crate::problem::{Kind, Problem};
 use crate::mapping::Trust;
+use crate::problem::{Kind, Problem};
 use crate::upstream::Upstreams;
 
 impl Auth {

@@ -4,8 +4,8 @@
 use super::route::{Operation, Target};
 use super::Runtime;
 use crate::auth::Identity;
-use crate::problem::{Kind, Problem};
 use crate::mapping::Trust;
+use crate::problem::{Kind, Problem};
 
 /// Checks the scope, then the permission; the time `iam` took goes into `upstream_ms`
 /// whatever the outcome.

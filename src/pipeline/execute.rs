@@ -12,8 +12,8 @@ use crate::auth::Identity;
 use crate::mapping::exec::Exec;
 use crate::mapping::model::{Change, Plan, Release};
 use crate::mapping::versions;
-use crate::problem::Problem;
 use crate::mapping::Trust;
+use crate::problem::Problem;
 
 /// Everything the plan needs to run one operation.
 pub struct Call<'a> {

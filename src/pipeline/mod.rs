@@ -28,8 +28,8 @@ use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 
 use crate::mapping::versions;
-use crate::problem::{Kind, Problem};
 use crate::mapping::Trust;
+use crate::problem::{Kind, Problem};
 
 pub use body::MAX_BODY;
 pub use ctx::{new_trace_id, Ctx};

@@ -115,6 +115,7 @@ fn contains_ci(hay: Option<String>, needle: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the sim branch's directory/accounts services; not yet run"]
 async fn directory_get_search_every_operator_and_paging() {
     let w = world("directory", "directory").await;
     let (every, total) = all(&w, "contacts", json!([]), 100).await;
@@ -308,6 +309,7 @@ async fn directory_get_search_every_operator_and_paging() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the sim branch's directory/accounts services; not yet run"]
 async fn directory_writes_never_upsert_and_map_every_error() {
     let w = world("directory", "directory").await;
     let (before, _) = all(&w, "contacts", json!([]), 100).await;
@@ -419,6 +421,7 @@ async fn directory_writes_never_upsert_and_map_every_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the sim branch's directory/accounts services; not yet run"]
 async fn accounts_get_search_every_operator_and_paging() {
     let w = world("accounts", "accounts").await;
     let (every, total) = all(&w, "companies", json!([]), 100).await;
@@ -527,6 +530,7 @@ async fn accounts_get_search_every_operator_and_paging() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the sim branch's directory/accounts services; not yet run"]
 async fn accounts_writes_conflicts_and_errors() {
     let w = world("accounts", "accounts").await;
     let (before, _) = all(&w, "companies", json!([]), 100).await;
