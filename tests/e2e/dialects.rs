@@ -363,6 +363,7 @@ async fn directory_writes_never_upsert_and_map_every_error() {
         0,
         &InternalId::Str("0b5a2a3e-9c3f-4c1e-8d77-1f2e3d4c5b6a".into()),
     );
+    let upstream_before = w.sim.state().count(1, "directory");
     let r = w
         .call(
             1,
@@ -379,6 +380,11 @@ async fn directory_writes_never_upsert_and_map_every_error() {
     w.call(1, 101, "GET", &format!("/v1/contacts/{ghost}"), None)
         .await
         .assert_problem(404, "not-found");
+    assert_eq!(
+        w.sim.state().count(1, "directory"),
+        upstream_before,
+        "no upsert reached the backend's state"
+    );
     let (after, total) = all(&w, "contacts", json!([]), 100).await;
     assert_eq!(
         after.len(),
@@ -418,7 +424,6 @@ async fn directory_writes_never_upsert_and_map_every_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the sim branch's directory/accounts services; not yet run"]
 async fn accounts_get_search_every_operator_and_paging() {
     let w = world("accounts", "accounts").await;
     let (every, total) = all(&w, "companies", json!([]), 100).await;
@@ -527,7 +532,6 @@ async fn accounts_get_search_every_operator_and_paging() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the sim branch's directory/accounts services; not yet run"]
 async fn accounts_writes_conflicts_and_errors() {
     let w = world("accounts", "accounts").await;
     let (before, _) = all(&w, "companies", json!([]), 100).await;
@@ -575,6 +579,7 @@ async fn accounts_writes_conflicts_and_errors() {
     assert!(!String::from_utf8_lossy(&r.body).contains("taken"));
 
     let ghost = w.sealer.seal_id("cmp", 1, 0, &InternalId::Int(987_654));
+    let upstream_before = w.sim.state().count(1, "organizations");
     w.call(
         1,
         101,
@@ -587,6 +592,11 @@ async fn accounts_writes_conflicts_and_errors() {
     w.call(1, 101, "DELETE", &format!("/v1/companies/{ghost}"), None)
         .await
         .assert_problem(404, "not-found");
+    assert_eq!(
+        w.sim.state().count(1, "organizations"),
+        upstream_before,
+        "nothing was created upstream"
+    );
     let (after, _) = all(&w, "companies", json!([]), 100).await;
     assert_eq!(after.len(), before.len() + 1);
 
