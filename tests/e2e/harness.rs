@@ -282,7 +282,11 @@ impl World {
         edit(&mappings);
         let mut config = edge_config(&sim, &issuer.jwks_url(), &mappings);
         prepare(&sim, &issuer, &mut config);
-        let edge = tokio::task::block_in_place(|| spawn_edge(dir, &config));
+        // Off the runtime's threads, on a current-thread runtime (`#[tokio::test]`) too.
+        let cfg = config.clone();
+        let edge = tokio::task::spawn_blocking(move || spawn_edge(dir, &cfg))
+            .await
+            .expect("the edge starts");
         World {
             config,
             sim,
