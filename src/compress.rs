@@ -256,8 +256,15 @@ mod tests {
         assert!(choose(None, "application/json", &body).is_none());
         assert!(choose(Some("gzip"), "image/png", &body).is_none());
         // Random bytes do not shrink: identity.
-        let noise: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                // xorshift64: no pattern deflate or brotli can use.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 56) as u8
+            })
             .collect();
         assert!(choose(Some("gzip"), "application/json", &noise).is_none());
     }

@@ -395,7 +395,7 @@ impl Upstreams {
 
     /// Each service's instances, for `/readyz`: (service, [(instance, health check
     /// passed, circuit)]).
-    pub fn instances(&self) -> Vec<(&str, Vec<(&str, bool, Circuit)>)> {
+    pub fn instances(&self) -> Vec<(&str, Vec<InstanceState<'_>>)> {
         let mut v: Vec<_> = self
             .pools
             .iter()
@@ -613,6 +613,9 @@ fn instances_of(cfg: &Upstream) -> Vec<(String, String)> {
     }
     cfg.instances.clone()
 }
+
+/// One instance as `/readyz` shows it: (`host:port`, health check passed, circuit).
+pub type InstanceState<'a> = (&'a str, bool, Circuit);
 
 /// One attempt on one instance (another than `avoid` when there is one); the outcome and
 /// the instance it went to.

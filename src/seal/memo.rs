@@ -8,7 +8,7 @@
 //! client cannot aim entries at one slot) and replaces whatever was there. Ids longer than
 //! [`MAX_KEY`] bytes are not memoized.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
 use std::sync::Mutex;
 
 use super::InternalId;
@@ -61,9 +61,7 @@ impl Memo {
     }
 
     fn slot(&self, parts: impl Hash) -> usize {
-        let mut h = self.hasher.build_hasher();
-        parts.hash(&mut h);
-        (h.finish() as usize) % SLOTS
+        (self.hasher.hash_one(parts) as usize) % SLOTS
     }
 
     /// The memoized public id of (prefix, tenant, kind, id), or `seal`'s (then remembered).

@@ -429,7 +429,7 @@ async fn the_access_log_has_one_line_per_request_with_ids_and_never_a_token() {
 
 /// Every stage a request passes is timed in `prospect_edge_stage_seconds{stage}`; a request
 /// refused at `authenticate` is timed up to there only.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stage_of_a_request_is_timed() {
     const STAGES: [&str; 11] = [
         "head",
