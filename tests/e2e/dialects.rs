@@ -82,6 +82,9 @@ async fn all(w: &World, res: &str, filters: Value, limit: u64) -> (Vec<Value>, O
     panic!("search did not end");
 }
 
+/// A filter and the predicate the records it selects satisfy.
+type Case = (Value, Box<dyn Fn(&Value) -> bool>);
+
 fn id_set(records: &[Value]) -> BTreeSet<String> {
     records
         .iter()
@@ -95,12 +98,7 @@ fn text(r: &Value, f: &str) -> Option<String> {
 
 /// Checks the edge's answer to each filter against the same filter applied to every
 /// record, so nothing about the seed is hard-coded but its having such records.
-async fn check_filters(
-    w: &World,
-    res: &str,
-    every: &[Value],
-    cases: Vec<(Value, Box<dyn Fn(&Value) -> bool>)>,
-) {
+async fn check_filters(w: &World, res: &str, every: &[Value], cases: Vec<Case>) {
     for (filter, pred) in cases {
         let (got, _) = all(w, res, json!([filter.clone()]), 100).await;
         let want: Vec<Value> = every.iter().filter(|r| pred(r)).cloned().collect();
@@ -162,7 +160,7 @@ async fn directory_get_search_every_operator_and_paging() {
         .iter()
         .find_map(|r| r["lifecycle_stage"].as_str().map(str::to_string))
         .expect("a stage");
-    let mut cases: Vec<(Value, Box<dyn Fn(&Value) -> bool>)> = Vec::new();
+    let mut cases: Vec<Case> = Vec::new();
     let n = name.clone();
     cases.push((
         json!({"field": "last_name", "operator": "eq", "value": name}),
@@ -458,7 +456,7 @@ async fn accounts_get_search_every_operator_and_paging() {
 
     let name = text(one, "name").expect("name");
     let owner = one["owner_id"].clone();
-    let mut cases: Vec<(Value, Box<dyn Fn(&Value) -> bool>)> = Vec::new();
+    let mut cases: Vec<Case> = Vec::new();
     let n = name.clone();
     cases.push((
         json!({"field": "name", "operator": "eq", "value": name}),
