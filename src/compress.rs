@@ -158,21 +158,35 @@ pub fn choose(
     content_type: &str,
     body: &[u8],
 ) -> Option<(Encoding, Vec<u8>)> {
-    let picked = (body.len() >= MIN_BYTES && compressible(content_type))
+    let picked =
+        pick(accept, content_type, body.len()).and_then(|enc| smaller(enc, body).map(|b| (enc, b)));
+    count(picked.as_ref().map(|(e, c)| (*e, body.len() - c.len())));
+    picked
+}
+
+/// The coding worth trying for a body of this type and length, if the client accepts one.
+pub fn pick(accept: Option<&str>, content_type: &str, len: usize) -> Option<Encoding> {
+    (len >= MIN_BYTES && compressible(content_type))
         .then(|| negotiate(accept))
         .flatten()
-        .and_then(|enc| encode(enc, body).map(|b| (enc, b)))
-        .filter(|(_, coded)| coded.len() < body.len());
-    match &picked {
-        Some((enc, coded)) => {
+}
+
+/// `body` coded with `enc`, if that makes it smaller.
+pub fn smaller(enc: Encoding, body: &[u8]) -> Option<Vec<u8>> {
+    encode(enc, body).filter(|coded| coded.len() < body.len())
+}
+
+/// Counts an answer: its coding and the bytes it saved, or identity.
+pub fn count(coded: Option<(Encoding, usize)>) {
+    match coded {
+        Some((enc, saved)) => {
             COMPRESSED.with_label_values(&[enc.token()]).inc();
             SAVED_BYTES
                 .with_label_values(&[enc.token()])
-                .inc_by((body.len() - coded.len()) as u64);
+                .inc_by(saved as u64);
         }
         None => COMPRESSED.with_label_values(&["identity"]).inc(),
     }
-    picked
 }
 
 #[cfg(test)]

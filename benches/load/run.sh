@@ -261,6 +261,7 @@ for _ in $(seq 100); do curl -s -o /dev/null "$PEER_URL/" && break; sleep 0.05; 
 AUTH="Authorization: Bearer $TOKEN"
 TRUST="X-PC-Tenant: 1|X-PC-User: 101"
 SEARCH_BODY='{"limit": 25}'
+PAGE_BODY='{"limit": 100}'
 SEARCH_UP='{"where": [], "orderBy": [{"field": "createdAt", "dir": "DESC"}], "offset": 0, "limit": 25}'
 CREATE_BODY='{"first_name": "Bench", "last_name": "Load", "email": "bench-{n}@load.example"}'
 CREATE_UP='{"firstName": "Bench", "lastName": "Load", "emailAddress": "bench-{n}@load.example"}'
@@ -307,6 +308,7 @@ proxy_pids() { # target
     direct) ;;
     nginx) ps --ppid "$NGINX_PID" -o pid= ;;
     peer) ps --ppid "$PEER_PID" -o pid= ;;
+    edge-gzip | edge-br) echo "${EDGE_PID[edge]}" ;; # the same edge, asked for a coding
     *) echo "${EDGE_PID[$1]}" ;;
     esac
 }
@@ -365,6 +367,13 @@ for r in $(seq "$ROUNDS"); do
     drive d edge-redis "$r" "${EDGE_URL[edge-redis]}$CONTACT_PATH" GET "$AUTH|$VERSION_HDR" ""
 done
 HWM[d]=$(hwm edge-redis)
+# The cost of compression: a 100-record page (~36 KB) identity-coded, gzip and brotli.
+for r in $(seq "$ROUNDS"); do
+    drive e edge "$r" "${EDGE_URL[edge]}/v1/contacts/search" POST "$AUTH|$VERSION_HDR" "$PAGE_BODY"
+    drive e edge-gzip "$r" "${EDGE_URL[edge]}/v1/contacts/search" POST "$AUTH|$VERSION_HDR|Accept-Encoding: gzip" "$PAGE_BODY"
+    drive e edge-br "$r" "${EDGE_URL[edge]}/v1/contacts/search" POST "$AUTH|$VERSION_HDR|Accept-Encoding: br" "$PAGE_BODY"
+done
+HWM[e]=$(hwm edge)
 # Creates last: they grow the simulator's data set, which the search above reads.
 for r in $(seq "$ROUNDS"); do
     drive c direct "$r" "$CRM/api/v3/contacts" POST "$TRUST" "$CREATE_UP"
@@ -414,13 +423,13 @@ for s, t, r, rps, p50, p99, n, non2xx, sockerr, pt, stk in rows:
     by.setdefault((s, t), []).append((float(rps), int(p50), int(p99), int(non2xx), int(sockerr),
                                       int(pt) * 1e6 / hz / n, int(stk) * 1e6 / hz / n))
 names = {"a": "(a) GET one contact", "b": "(b) search, 25 records", "c": "(c) create a contact",
-         "d": "(d) GET one contact, rate limit"}
-hwm = {"a": "${HWM[a]}", "b": "${HWM[b]}", "c": "${HWM[c]}", "d": "${HWM[d]}"}
+         "d": "(d) GET one contact, rate limit", "e": "(e) search, 100 records, by coding"}
+hwm = {"a": "${HWM[a]}", "b": "${HWM[b]}", "c": "${HWM[c]}", "d": "${HWM[d]}", "e": "${HWM[e]}"}
 def med(k, i):
     return st.median(x[i] for x in by[k])
 print("| scenario | target | req/s | p50 ms | p99 ms | edge/nginx (edge/peer) req/s | edge p99 − nginx p99 | proxy CPU µs/req | simulator CPU µs/req | errors | edge VmHWM |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for s in "abdc":
+for s in "abdec":
     targets = [t for (ss, t) in by if ss == s]
     for t in targets:
         k = (s, t)
@@ -433,6 +442,10 @@ for s in "abdc":
             mem = hwm[s] + " MiB" if t == targets[-1] else ""
         if t.startswith("edge") and (s, "peer") in by:
             ratio += " (%.2f× peer)" % (rps / med((s, "peer"), 0))
+        if s == "e" and t != "edge":
+            ratio += "%.2f× identity" % (rps / med(("e", "edge"), 0))
+            pcpu_id = med(("e", "edge"), 5)
+            diff = "%+.0f µs CPU/req" % (med(k, 5) - pcpu_id)
         if s == "d" and t == "edge-redis":
             ratio += " (%.2f× edge-mem)" % (rps / med(("d", "edge-mem"), 0))
         pcpu = "" if t == "direct" else "%.0f" % med(k, 5)

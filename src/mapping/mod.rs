@@ -10,6 +10,7 @@ pub mod search;
 pub mod transform;
 pub mod versions;
 mod versions_check;
+mod write;
 
 pub use compile::{load_dir, load_shipped, Context};
 pub use dialect::Trust;

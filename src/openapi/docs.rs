@@ -6,6 +6,8 @@
 //! `fetch()` from the same origin. This module only routes and serves; the document comes
 //! from [`super::document`].
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 
 use super::Settings;
@@ -33,6 +35,38 @@ pub struct Served {
     pub body: Bytes,
     /// The release the answer describes (echoed in `Version`).
     pub version: Option<String>,
+}
+
+/// The OpenAPI documents rendered so far, one per release, for the plan they describe: an
+/// unauthenticated client asking again costs a lookup, not a 300 KB render. A reloaded plan
+/// (another `Arc`) starts afresh; only releases the plan knows are kept, so it stays small.
+#[derive(Default)]
+pub struct Rendered(Mutex<Option<(Arc<Plan>, Vec<(String, Bytes)>)>>);
+
+impl Rendered {
+    fn get(&self, plan: &Arc<Plan>, version: &str) -> Option<Bytes> {
+        let g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (p, docs) = g.as_ref()?;
+        Arc::ptr_eq(p, plan)
+            .then(|| {
+                docs.iter()
+                    .find(|(v, _)| v == version)
+                    .map(|(_, b)| b.clone())
+            })
+            .flatten()
+    }
+
+    fn put(&self, plan: &Arc<Plan>, version: &str, body: Bytes) {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *g {
+            Some((p, docs)) if Arc::ptr_eq(p, plan) => {
+                if !docs.iter().any(|(v, _)| v == version) {
+                    docs.push((version.to_string(), body));
+                }
+            }
+            other => *other = Some((plan.clone(), vec![(version.to_string(), body)])),
+        }
+    }
 }
 
 /// Whether `path` belongs to the public documents (then [`serve`] answers it).
@@ -63,7 +97,8 @@ fn version_param(query: Option<&str>) -> Option<String> {
 
 /// Answers a request for a public document; `path` must satisfy [`is_document`].
 pub fn serve(
-    plan: &Plan,
+    plan: &Arc<Plan>,
+    rendered: &Rendered,
     settings: &Settings,
     method: &str,
     path: &str,
@@ -82,15 +117,25 @@ pub fn serve(
             Some(v) => v,
             None => plan.versions.current.clone(),
         };
-        let doc = super::document(plan, settings, version.trim())?;
-        let body = serde_json::to_vec_pretty(&doc)
-            .map_err(|_| Problem::new(Kind::Internal, "The document could not be rendered"))?;
+        let version = version.trim();
+        let body = match rendered.get(plan, version) {
+            Some(body) => body,
+            None => {
+                // Unknown releases are refused here, before anything is kept.
+                let doc = super::document(plan, settings, version)?;
+                let body = Bytes::from(serde_json::to_vec_pretty(&doc).map_err(|_| {
+                    Problem::new(Kind::Internal, "The document could not be rendered")
+                })?);
+                rendered.put(plan, version, body.clone());
+                body
+            }
+        };
         return Ok(Served {
             route: "openapi",
             content_type: "application/json",
             headers: Vec::new(),
-            body: Bytes::from(body),
-            version: Some(version.trim().to_string()),
+            body,
+            version: Some(version.to_string()),
         });
     }
     let (content_type, body) = asset(path).ok_or_else(Problem::not_found)?;
@@ -134,5 +179,30 @@ mod tests {
         assert!(!is_document("/v1/contacts"));
         assert!(asset("/docs/nope.js").is_none());
         assert!(INDEX_HTML.contains(r#"src="/docs/docs.js""#));
+    }
+
+    #[test]
+    fn a_document_is_rendered_once_per_plan_and_release() {
+        let settings = Settings::new("https://errors.example/", None);
+        let rendered = Rendered::default();
+        let plan = Arc::new(crate::mapping::load_shipped().expect("plan"));
+        let serve = |plan: &Arc<Plan>, q: Option<&str>| {
+            serve(plan, &rendered, &settings, "GET", OPENAPI_PATH, q).map(|s| s.body)
+        };
+        let a = serve(&plan, None).expect("current");
+        let b = serve(&plan, None).expect("again");
+        assert_eq!(a.as_ptr(), b.as_ptr(), "kept, not rendered again");
+        let old = (plan.versions.supported().into_iter())
+            .find(|v| *v != plan.versions.current)
+            .expect("an older release");
+        let c = serve(&plan, Some(&format!("version={old}"))).expect("another release");
+        assert_ne!(c.as_ptr(), a.as_ptr());
+        // Unknown releases are refused and not kept.
+        assert!(serve(&plan, Some("version=1999-01-01")).is_err());
+        // A reloaded plan renders afresh (the same bytes, another allocation).
+        let reloaded = Arc::new(crate::mapping::load_shipped().expect("plan"));
+        let d = serve(&reloaded, None).expect("reloaded");
+        assert_eq!(d, a);
+        assert_ne!(d.as_ptr(), a.as_ptr());
     }
 }

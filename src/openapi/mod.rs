@@ -623,26 +623,29 @@ mod tests {
         assert_eq!(c["properties"]["id"]["pattern"], "^con_[A-Za-z0-9_-]+$");
         assert_eq!(c["properties"]["created_at"]["readOnly"], true);
         assert_eq!(c["properties"]["created_at"]["format"], "date-time");
-        // Responses: the known values, any other string (a later release's), or null.
+        // Responses: the known values or any other string (a later release's); never null,
+        // since crm-core always holds a stage.
         let stage = &c["properties"]["lifecycle_stage"]["anyOf"];
         assert_eq!(
-            stage[0]["anyOf"][0]["enum"],
+            stage[0]["enum"],
             json!(["subscriber", "lead", "opportunity", "customer", "other"])
         );
-        assert_eq!(stage[0]["anyOf"][1]["type"], "string");
-        assert_eq!(stage[1], json!({"type": "null"}));
+        assert_eq!(stage[1]["type"], "string");
+        assert_eq!(stage.as_array().map(Vec::len), Some(2));
         assert!(c.get("additionalProperties").is_none());
-        // Requests: closed, and null accepted where the field is nullable.
+        // Requests: closed; null only where the field is nullable.
         assert_eq!(
             s["ContactUpdate"]["properties"]["lifecycle_stage"]["enum"],
-            json!([
-                "subscriber",
-                "lead",
-                "opportunity",
-                "customer",
-                "other",
-                null
-            ])
+            json!(["subscriber", "lead", "opportunity", "customer", "other"])
+        );
+        assert_eq!(
+            s["ContactUpdate"]["properties"]["company_id"]["type"],
+            json!(["string", "null"])
+        );
+        // A variant written as a string on create is just a string.
+        assert_eq!(
+            s["ActivityCreate"]["properties"]["summary"]["type"],
+            json!("string")
         );
         assert_eq!(s["ContactUpdate"]["additionalProperties"], false);
         assert_eq!(s["ContactCreate"]["required"], json!(["email"]));

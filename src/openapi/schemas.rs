@@ -134,9 +134,10 @@ impl Gen<'_> {
                     .map(|(_, f)| f)
                     .chain(v.fallback.as_deref())
                     .map(|f| {
-                        // A case may be null (a call created through the API has no notes).
+                        // A case may read as null (a call created through the API has no
+                        // notes); a write takes null only if the variant field itself does.
                         let schema = self.codec_schema(&f.codec, dir);
-                        if f.nullable && (dir == Dir::Read || !f.required) {
+                        if f.nullable && dir == Dir::Read {
                             or_null(schema)
                         } else {
                             schema

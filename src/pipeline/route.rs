@@ -45,7 +45,7 @@ pub struct Target {
 /// every other path.
 pub fn document(
     rt: &Runtime,
-    plan: &Plan,
+    plan: &Arc<Plan>,
     req: &RequestHeader,
     route_out: &mut &'static str,
     version_out: &mut String,
@@ -60,7 +60,14 @@ pub fn document(
         "docs"
     };
     let settings = openapi::Settings::from_config(&rt.cfg);
-    let served = docs::serve(plan, &settings, req.method.as_str(), path, req.uri.query())?;
+    let served = docs::serve(
+        plan,
+        &rt.documents,
+        &settings,
+        req.method.as_str(),
+        path,
+        req.uri.query(),
+    )?;
     if let Some(v) = served.version {
         *version_out = v;
     }

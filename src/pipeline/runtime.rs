@@ -30,6 +30,8 @@ pub struct Runtime {
     pub draining: std::sync::atomic::AtomicBool,
     /// The public TLS listener's certificate, swapped on reload.
     pub certs: Option<Arc<crate::tls::CertStore>>,
+    /// The OpenAPI documents rendered for the current plan.
+    pub documents: crate::openapi::docs::Rendered,
 }
 
 impl Runtime {
@@ -49,6 +51,7 @@ impl Runtime {
         };
         Ok(Runtime {
             certs,
+            documents: Default::default(),
             sealer: Sealer::new(&cfg.id_secret.0, &cfg.cursor_secret.0),
             upstreams: Upstreams::with_budget(
                 cfg.upstreams.values().cloned(),

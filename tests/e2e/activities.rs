@@ -153,3 +153,59 @@ async fn logging_an_email_puts_it_first_and_system_events_cannot_be_created() {
     .await
     .assert_problem(403, "permission-denied");
 }
+
+/// The contract lists `summary` as writable on create: a call's notes, a meeting's title, an
+/// email's subject (then `details.subject` may be left out, and the two must agree).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_summary_is_written_on_create_and_must_agree_with_the_details() {
+    let w = World::start().await;
+    let contact = w.id("con", 1, 1);
+    let r = w.call(1, 101, "POST", "/v1/activities", Some(json!({
+        "type": "call",
+        "occurred_at": "2026-11-27T09:30:00.000Z",
+        "summary": "Wants a quote by Friday",
+        "details": {"direction": "outbound", "duration_seconds": 240, "outcome": "connected"},
+        "contact_ids": [contact], "company_ids": [], "deal_ids": []
+    }))).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let id = r.json()["data"]["id"].as_str().expect("id").to_string();
+    let r = w
+        .call(1, 101, "GET", &format!("/v1/activities/{id}"), None)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["data"]["summary"], "Wants a quote by Friday");
+
+    // An email's summary is its subject: enough on its own.
+    let r = w.call(1, 101, "POST", "/v1/activities", Some(json!({
+        "type": "email",
+        "occurred_at": "2026-11-27T09:31:00.000Z",
+        "summary": "Quote",
+        "details": {"direction": "outbound", "from": "me@acme.example", "to": ["grace@example.com"], "text": null},
+        "contact_ids": [contact], "company_ids": [], "deal_ids": []
+    }))).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["data"]["details"]["subject"], "Quote");
+
+    // Both given and different: a 400 naming both pointers; nothing is created.
+    let before = w.sim.state().count(1, "engagements");
+    let r = w.call(1, 101, "POST", "/v1/activities", Some(json!({
+        "type": "meeting",
+        "occurred_at": "2026-11-27T09:30:00.000Z",
+        "summary": "Quarterly review",
+        "details": {"title": "Kick-off", "start_at": "2026-11-27T09:30:00.000Z", "end_at": "2026-11-27T10:30:00.000Z", "location": null},
+        "contact_ids": [contact], "company_ids": [], "deal_ids": []
+    }))).await;
+    let p = r.assert_problem(400, "invalid-request");
+    let pointers: Vec<&str> = p["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["pointer"].as_str().expect("pointer"))
+        .collect();
+    assert_eq!(pointers, ["/details/title", "/summary"], "{p}");
+    assert!(p["errors"][1]["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("/details/title"));
+    assert_eq!(w.sim.state().count(1, "engagements"), before);
+}

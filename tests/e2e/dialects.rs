@@ -15,7 +15,7 @@ use crate::harness::{repo, Resp, World};
 
 /// A world whose edge serves only the fixture mappings of `dir`, with the dialect
 /// backend `service` added to its upstreams.
-async fn world(dir: &'static str, service: &'static str) -> World {
+pub(crate) async fn world(dir: &'static str, service: &'static str) -> World {
     World::start_full(
         |m: &Path| {
             for e in std::fs::read_dir(m).expect("mappings") {
@@ -38,7 +38,7 @@ async fn world(dir: &'static str, service: &'static str) -> World {
     .await
 }
 
-fn ok(r: &Resp, status: u16) -> Value {
+pub(crate) fn ok(r: &Resp, status: u16) -> Value {
     assert_eq!(
         r.status,
         status,

@@ -81,6 +81,16 @@ fn run(dir: &Path, plan: &Plan, sealer: &Sealer) -> Value {
                 &mut errors,
                 &mut out,
             );
+            // A case that expects a refusal (`"refused": true`) golden-tests the errors.
+            if case["refused"] == Value::Bool(true) {
+                assert!(out.is_empty() || !errors.is_empty(), "{}", dir.display());
+                return Value::Array(
+                    errors
+                        .iter()
+                        .map(|e| serde_json::json!({"pointer": e.pointer, "detail": e.detail}))
+                        .collect(),
+                );
+            }
             assert!(errors.is_empty(), "{}: {errors:?}", dir.display());
             Value::Object(out)
         }

@@ -5,6 +5,8 @@ mod activities;
 mod auth;
 mod bounds;
 mod cluster;
+mod contract;
+mod demo;
 mod dialects;
 mod faults;
 mod golden;
