@@ -121,6 +121,7 @@ impl Exec<'_> {
         Ok(take_record(call, payload))
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn raw_call(
         &self,
         call: &Call,
