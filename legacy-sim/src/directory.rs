@@ -749,6 +749,7 @@ fn create(st: &SimState, who: (u32, u64), req: &Req<'_>, payload: &[u8]) -> Res 
 fn patch(st: &SimState, who: (u32, u64), req: &Req<'_>, key: &str, payload: &[u8]) -> Res {
     let select = entity_select(req)?;
     let cond = if_match(req.headers);
+    st.note_if_match(req.headers);
     let mut w = st.write();
     let a = actor_in(&w, who)?;
     require(&a, "contacts:edit")?;
@@ -768,6 +769,13 @@ fn patch(st: &SimState, who: (u32, u64), req: &Req<'_>, key: &str, payload: &[u8
     };
     if !a.sees(before.owner) {
         return Err(DirErr::not_found(key));
+    }
+    let mut before = before;
+    if st.take_directory_interference() {
+        // A concurrent writer got there first.
+        ten.directory_version += 1;
+        before.version = ten.directory_version;
+        ten.directory.insert(before.id.clone(), before.clone());
     }
     if if_none_match_any(req.headers) {
         return Err(DirErr::new(
@@ -801,6 +809,7 @@ fn patch(st: &SimState, who: (u32, u64), req: &Req<'_>, key: &str, payload: &[u8
 fn delete(st: &SimState, who: (u32, u64), req: &Req<'_>, key: &str) -> Res {
     entity_select(req)?;
     let cond = if_match(req.headers);
+    st.note_if_match(req.headers);
     let mut w = st.write();
     let a = actor_in(&w, who)?;
     require(&a, "contacts:delete")?;

@@ -349,6 +349,8 @@ pub(crate) struct Inner {
     pub failing: [AtomicBool; ALL_SERVICES],
     pub latency_us: AtomicU64,
     pub interfere: AtomicU64,
+    pub interfere_directory: AtomicU64,
+    pub if_match_seen: std::sync::Mutex<Vec<String>>,
 }
 
 /// A cheap clone handle on the shared in-memory world.
@@ -366,6 +368,8 @@ impl SimState {
                 failing: Default::default(),
                 latency_us: AtomicU64::new(latency.as_micros() as u64),
                 interfere: AtomicU64::new(0),
+                interfere_directory: AtomicU64::new(0),
+                if_match_seen: Default::default(),
             }),
         }
     }
@@ -453,6 +457,41 @@ impl SimState {
             .interfere
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
+    }
+
+    /// The next `n` directory PATCHes of an existing contact meet a concurrent writer:
+    /// its version moves on just before their `If-Match` is checked (412 `0x80060882`
+    /// when they name the version they read).
+    pub fn interfere_with_directory_writes(&self, n: u64) {
+        self.inner.interfere_directory.store(n, Ordering::SeqCst);
+    }
+
+    pub(crate) fn take_directory_interference(&self) -> bool {
+        self.inner
+            .interfere_directory
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// The `If-Match` values of every directory PATCH and DELETE so far, in order (`""`
+    /// for one without the header).
+    pub fn directory_if_match(&self) -> Vec<String> {
+        self.inner
+            .if_match_seen
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn note_if_match(&self, h: &axum::http::HeaderMap) {
+        let v: Vec<&str> = h
+            .get_all("if-match")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if let Ok(mut seen) = self.inner.if_match_seen.lock() {
+            seen.push(v.join(","));
+        }
     }
 
     /// While `failing`, the service answers every request (still counted) with HTTP 500

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde_json::Value;
 
+use super::tpl::{Json, Text};
 use crate::problem::Kind;
 
 /// A path into an upstream JSON object (`engagement.timestamp` → ["engagement","timestamp"]).
@@ -227,18 +228,14 @@ impl Op {
 /// How one (field, operator) pair reaches the upstream.
 #[derive(Debug, Clone)]
 pub enum FilterTarget {
-    /// crm-core style `where` clause on this upstream field.
-    Where(String),
-    /// One parameter (query string or filter object); for ranges the low and high bounds.
-    Param(String),
-    Range {
-        low: Option<String>,
-        high: Option<String>,
-    },
     /// The attachment's own parameters (type + id, or one parameter per kind).
     Attachment,
-    /// Rendered through the search's filter dialect under this upstream name.
-    Dialect(String),
+    /// Rendered by an operator template (the search dialect's, or the field's own
+    /// `filter_ops`), `{field}` being this upstream name.
+    Render {
+        field: String,
+        render: Arc<OpRender>,
+    },
     /// The edge filters the public records itself.
     Local,
 }
@@ -363,44 +360,71 @@ pub struct Call {
     pub id_from: Option<IdFrom>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpdateStrategy {
+    /// The upstream merges what it is sent.
     Partial,
-    Replace {
-        row_version: UpPath,
-        conflict_code: String,
+    /// The upstream replaces the record: the edge reads it, merges the patch, writes it all.
+    Replace,
+}
+
+/// Where a record's version is read from (the answer of the resource's `get`).
+#[derive(Debug, Clone)]
+pub enum VersionFrom {
+    /// A JSON pointer into the record (`/rowVersion`).
+    Pointer(String),
+    /// A response header (`ETag`).
+    Header(http::HeaderName),
+}
+
+/// Where the version read goes on the write.
+#[derive(Debug, Clone)]
+pub enum VersionTo {
+    /// A request header, its value the text around `{version}` (`If-Match: {version}`).
+    Header {
+        name: http::HeaderName,
+        before: String,
+        after: String,
     },
+    /// A field of the body (`rowVersion`).
+    Field(UpPath),
+}
+
+/// Optimistic concurrency of an update: read the version, send it back; an answer that
+/// says "stale" (an error code, or a status) is read again and retried once, then 409.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub from: VersionFrom,
+    pub to: VersionTo,
+    pub stale_code: Option<String>,
+    pub stale_status: Option<u16>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Update {
     pub strategy: UpdateStrategy,
     pub call: Call,
+    /// With a version the update always reads first: an unknown id is a 404 and nothing
+    /// is written.
+    pub version: Option<Version>,
 }
 
+/// The upstream sorts: members set on the search call from templates, with the
+/// direction as a word (`{dir}`: `asc`/`desc` or the declared words) or a boolean
+/// (`{desc}`). Members go where the call's other members go (query or top-level body).
 #[derive(Debug, Clone)]
-pub enum FilterStyle {
-    WhereList,
-    Params,
-    Object(String),
-    Dialect(Box<FilterDialect>),
+pub struct SortSet {
+    pub members: Vec<(String, Json)>,
+    pub asc: String,
+    pub desc: String,
 }
 
 #[derive(Debug, Clone)]
 pub enum SortStyle {
-    OrderByList(String),
-    ByParam {
-        by: String,
-        desc: String,
-    },
-    /// One parameter rendered from a template (`{field} {dir}` → `LastName desc`).
-    Param {
-        param: String,
-        template: String,
-        asc: String,
-        desc: String,
-    },
+    Upstream(SortSet),
+    /// The upstream has one order (the default sort); no other is accepted.
     Fixed,
+    /// The edge sorts the records itself.
     Local,
 }
 
@@ -423,7 +447,7 @@ pub enum NextFrom {
 #[derive(Debug, Clone)]
 pub struct FilterDialect {
     pub into: FilterInto,
-    pub ops: Vec<(Op, OpRender)>,
+    pub ops: Vec<(Op, Arc<OpRender>)>,
     /// Text rendering of literals per value type (`string`, `number`, …).
     pub literals: Vec<(String, Literal)>,
     /// Separator of the items of `{values}`.
@@ -434,10 +458,13 @@ pub struct FilterDialect {
 pub enum FilterInto {
     /// All clauses joined into one parameter (`$filter=a eq 1 and b eq 2`).
     Param { name: String, join: String },
-    /// Each clause is `key=value`, one parameter each (`filter[name][eq]=x`).
+    /// Each clause is `key=value`, one member each (`filter[name][eq]=x`): the query of a
+    /// GET, top-level body members otherwise.
     Params,
     /// Each clause a JSON object, in a list at a body pointer (`/where`).
     List(String),
+    /// Each clause is `key=value`, a member of one object at a body pointer (`/filter`).
+    Object(String),
 }
 
 #[derive(Debug, Clone)]
@@ -454,9 +481,10 @@ pub struct OpRender {
 
 #[derive(Debug, Clone)]
 pub enum Clause {
-    Text(String),
-    Pair(String, String),
-    Object(Value),
+    Text(Text),
+    /// `key=value`: a value that is exactly one hole keeps its JSON type.
+    Pair(Text, Text),
+    Object(Json),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -500,7 +528,7 @@ pub enum Paging {
 #[derive(Debug, Clone)]
 pub struct Search {
     pub call: Call,
-    pub filters: FilterStyle,
+    pub filters: FilterDialect,
     pub sort: SortStyle,
     pub paging: Paging,
     pub max: u32,

@@ -254,9 +254,9 @@ pub struct RawField {
     pub default: Option<Spanned<String>>,
     #[serde(default)]
     pub filter: Option<Vec<Spanned<String>>>,
-    /// Upstream filter parameter per operator, where it is not the `from` name.
+    /// Operator → this field's own rendering (the dialect's op syntax), or `local: true`.
     #[serde(default)]
-    pub params: Option<IndexMap<String, Spanned<String>>>,
+    pub filter_ops: Option<IndexMap<String, RawOp>>,
     /// Upstream sort key, if the field sorts.
     #[serde(default)]
     pub sort: Option<Spanned<String>>,
@@ -365,12 +365,9 @@ pub struct RawUpdate {
     pub call: Spanned<String>,
     #[serde(default)]
     pub body: Option<Spanned<serde_json::Value>>,
-    /// `replace`: the upstream field carrying the optimistic-concurrency version.
+    /// Optimistic concurrency: where the version is read and sent, what means "stale".
     #[serde(default)]
-    pub row_version: Option<Spanned<String>>,
-    /// `replace`: the upstream error code meaning "stale row version".
-    #[serde(default)]
-    pub conflict_code: Option<Spanned<String>>,
+    pub version: Option<RawVersion>,
     #[serde(default)]
     pub headers: IndexMap<String, Spanned<String>>,
     #[serde(default)]
@@ -379,9 +376,50 @@ pub struct RawUpdate {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawVersion {
+    /// Where the read record's version is: `{pointer: /rowVersion}` or `{header: ETag}`.
+    pub from: RawVersionFrom,
+    /// Where it goes on the write: `{header: If-Match, value: "{version}"}` or
+    /// `{field: rowVersion}`.
+    pub to: RawVersionTo,
+    /// What the upstream answers when the version is stale: an error code and/or status.
+    pub stale: RawStale,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVersionFrom {
+    #[serde(default)]
+    pub pointer: Option<Spanned<String>>,
+    #[serde(default)]
+    pub header: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVersionTo {
+    #[serde(default)]
+    pub header: Option<Spanned<String>>,
+    #[serde(default)]
+    pub value: Option<Spanned<String>>,
+    #[serde(default)]
+    pub field: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStale {
+    #[serde(default)]
+    pub code: Option<Spanned<String>>,
+    #[serde(default)]
+    pub status: Option<Spanned<u16>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawSearch {
     pub call: Spanned<String>,
-    /// `where_list`, `params` or `object:<key>`: how filters reach the upstream.
+    /// `dialect` (with a `dialect:` block) or `local`: how filters reach the upstream.
     pub filters: Spanned<String>,
     #[serde(default)]
     pub sort: Option<RawSort>,
@@ -406,7 +444,8 @@ pub struct RawSearch {
 #[serde(deny_unknown_fields)]
 pub struct RawDialect {
     /// `param:<name>` (clauses joined into one parameter), `params` (each clause
-    /// `key=value`) or `list:<pointer>` (each clause a JSON object in a body list).
+    /// `key=value`), `list:<pointer>` (each clause a JSON object in a body list) or
+    /// `object:<pointer>` (each clause `key=value`, a member of a body object).
     pub into: Spanned<String>,
     /// Between the clauses of `param:` (default ` and `).
     #[serde(default)]
@@ -415,6 +454,7 @@ pub struct RawDialect {
     #[serde(default)]
     pub list_join: Option<String>,
     /// Operator → its rendering.
+    #[serde(default)]
     pub ops: IndexMap<String, RawOp>,
     /// Value type (`string`, `number`, `boolean`, `timestamp`, `date`, `id`) → quoting.
     #[serde(default)]
@@ -430,9 +470,15 @@ pub struct RawOp {
     /// …several…
     #[serde(default)]
     pub clauses: Option<Vec<Spanned<String>>>,
-    /// …or a JSON object template (`list:`).
+    /// …or a JSON object template (`list:`)…
     #[serde(default)]
     pub object: Option<Spanned<serde_json::Value>>,
+    /// …or several.
+    #[serde(default)]
+    pub objects: Option<Vec<Spanned<serde_json::Value>>>,
+    /// In a field's `filter_ops`: the edge applies this operator itself.
+    #[serde(default)]
+    pub local: bool,
     #[serde(default)]
     pub each: bool,
     #[serde(default)]
@@ -453,13 +499,12 @@ pub struct RawLiteral {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSort {
-    /// `order_by_list:<key>`, `by_param:<by>,<desc>`, `param`, `fixed` or `local`.
+    /// `upstream`, `fixed` or `local`.
     pub style: Spanned<String>,
-    /// `param`: the parameter, its template (`{field} {dir}`) and the two `{dir}` words.
+    /// `upstream`: member → JSON template (`{field}`, `{dir}`, `{desc}`), and the two
+    /// `{dir}` words.
     #[serde(default)]
-    pub param: Option<Spanned<String>>,
-    #[serde(default)]
-    pub template: Option<Spanned<String>>,
+    pub set: Option<Spanned<serde_json::Value>>,
     #[serde(default)]
     pub asc: Option<String>,
     #[serde(default)]

@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use super::model::*;
+use super::tpl::{Hole, Json, Text};
 use super::transform::{value_to_upstream, Ctx};
 use crate::problem::{FieldError, Kind, Problem};
 
@@ -337,17 +338,6 @@ fn filter_codec(codec: &Codec) -> Codec {
     }
 }
 
-fn like_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 4);
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Translates validated filters into the dialect of `search`; bad values are reported.
 pub fn translate(res: &Resource, ctx: &Ctx, filters: &[Filter]) -> Result<Translated, Problem> {
     let mut t = Translated::default();
@@ -380,11 +370,11 @@ pub fn translate(res: &Resource, ctx: &Ctx, filters: &[Filter]) -> Result<Transl
             }
         };
         match target {
-            FilterTarget::Dialect(name) => {
-                let Some(FilterStyle::Dialect(d)) = res.search.as_ref().map(|s| &s.filters) else {
-                    continue;
-                };
-                let Some((_, r)) = d.ops.iter().find(|(o, _)| *o == f.op) else {
+            FilterTarget::Render {
+                field: name,
+                render: r,
+            } => {
+                let Some(d) = res.search.as_ref().map(|s| &s.filters) else {
                     continue;
                 };
                 let one = |m: &str, v: &Value, t: &mut Translated, e: &mut Vec<FieldError>| {
@@ -411,15 +401,15 @@ pub fn translate(res: &Resource, ctx: &Ctx, filters: &[Filter]) -> Result<Transl
                     continue;
                 };
                 let kind = literal_kind(&codec);
-                let each: Vec<Value> = if r.each {
-                    values.clone()
+                let each: &[Value] = if r.each {
+                    &values
                 } else {
-                    vec![value.clone()]
+                    std::slice::from_ref(&value)
                 };
-                for v in &each {
+                for v in each {
                     let b = Bound {
                         d,
-                        r,
+                        r: &r,
                         kind,
                         field: &name,
                         value: v,
@@ -429,9 +419,7 @@ pub fn translate(res: &Resource, ctx: &Ctx, filters: &[Filter]) -> Result<Transl
                     for c in &r.clauses {
                         match c {
                             Clause::Text(tpl) => t.texts.push(b.text(tpl)),
-                            Clause::Pair(k, v) => {
-                                t.params.push((b.text(k), Value::from(b.text(v))))
-                            }
+                            Clause::Pair(k, v) => t.params.push((b.text(k), b.member(v))),
                             Clause::Object(o) => t.clauses.push(b.object(o)),
                         }
                     }
@@ -452,86 +440,6 @@ pub fn translate(res: &Resource, ctx: &Ctx, filters: &[Filter]) -> Result<Transl
                     }
                 }
                 t.local.push(f.clone());
-            }
-            FilterTarget::Where(up) => {
-                let mut clause = |op: &str, value: Value| {
-                    t.clauses
-                        .push(json!({"field": up, "operator": op, "value": value}));
-                };
-                match f.op {
-                    Op::HasValue => clause("NOT_NULL", Value::Null),
-                    Op::Contains => {
-                        let s = f.value.as_str().unwrap_or_default();
-                        clause("LIKE", Value::from(format!("%{}%", like_escape(s))));
-                    }
-                    Op::In | Op::NotIn => {
-                        let mut ups = Vec::new();
-                        for (j, v) in f.values.iter().enumerate() {
-                            if let Some(up) = conv(v, &format!("values/{j}"), &mut errors, &mut t) {
-                                ups.push(up);
-                            }
-                        }
-                        if f.op == Op::In {
-                            if ups.is_empty() {
-                                t.impossible = true;
-                            } else {
-                                t.clauses
-                                    .push(json!({"field": up, "operator": "IN", "value": ups}));
-                            }
-                        } else {
-                            for u in ups {
-                                t.clauses
-                                    .push(json!({"field": up, "operator": "!=", "value": u}));
-                            }
-                        }
-                    }
-                    Op::Between => {
-                        let lo = conv(&f.value, "value", &mut errors, &mut t);
-                        let hi = conv(&f.high, "high_value", &mut errors, &mut t);
-                        if let (Some(lo), Some(hi)) = (lo, hi) {
-                            t.clauses
-                                .push(json!({"field": up, "operator": ">=", "value": lo}));
-                            t.clauses
-                                .push(json!({"field": up, "operator": "<=", "value": hi}));
-                        }
-                    }
-                    op => {
-                        let sym = match op {
-                            Op::Eq => "=",
-                            Op::Neq => "!=",
-                            Op::Lt => "<",
-                            Op::Lte => "<=",
-                            Op::Gt => ">",
-                            _ => ">=",
-                        };
-                        if let Some(v) = conv(&f.value, "value", &mut errors, &mut t) {
-                            t.clauses
-                                .push(json!({"field": up, "operator": sym, "value": v}));
-                        }
-                    }
-                }
-            }
-            FilterTarget::Param(p) => {
-                // `entityId;entityType=contact`: the value's parameter, then fixed ones.
-                let mut parts = p.split(';');
-                let name = parts.next().unwrap_or_default().to_string();
-                if let Some(v) = conv(&f.value, "value", &mut errors, &mut t) {
-                    t.params.push((name, v));
-                    for extra in parts {
-                        let (k, v) = extra.split_once('=').unwrap_or((extra, ""));
-                        t.params.push((k.to_string(), Value::from(v)));
-                    }
-                }
-            }
-            FilterTarget::Range { low, high } => {
-                let lo = conv(&f.value, "value", &mut errors, &mut t);
-                let hi = conv(&f.high, "high_value", &mut errors, &mut t);
-                if let (Some(p), Some(v)) = (low, lo) {
-                    t.params.push((p, v));
-                }
-                if let (Some(p), Some(v)) = (high, hi) {
-                    t.params.push((p, v));
-                }
             }
             FilterTarget::Attachment => {
                 let Codec::Attachment(a) = &field.codec else {
@@ -598,6 +506,9 @@ impl Bound<'_> {
     fn prepared(&self, v: &Value) -> Value {
         match v {
             Value::String(s) => {
+                if self.r.escape.is_empty() && !self.r.lower {
+                    return v.clone();
+                }
                 let mut out = String::with_capacity(s.len());
                 for c in s.chars() {
                     match self.r.escape.iter().find(|(e, _)| *e == c) {
@@ -615,24 +526,39 @@ impl Bound<'_> {
         }
     }
 
-    /// A literal of the dialect: quoted and escaped per its type, bare when the type has
-    /// no quoting (`null`, numbers and booleans as JSON writes them).
-    fn literal(&self, v: &Value) -> String {
-        let v = self.prepared(v);
-        let kind = match &v {
+    /// The literal rule of a value (none: its bare text).
+    fn rule(&self, v: &Value) -> Option<&Literal> {
+        let kind = match v {
             Value::Null => "null",
             Value::String(_) => self.kind,
             Value::Bool(_) => "boolean",
             Value::Number(_) => "number",
             _ => "string",
         };
+        self.d
+            .literals
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, l)| l)
+    }
+
+    /// A literal of the dialect: quoted and escaped per its type, bare when the type has
+    /// no quoting (`null`, numbers and booleans as JSON writes them).
+    fn literal(&self, v: &Value, out: &mut String) {
+        let v = self.prepared(v);
         let text = match &v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
+            Value::String(s) => s.as_str(),
+            _ => "",
         };
-        match self.d.literals.iter().find(|(k, _)| k == kind) {
-            Some((_, l)) => {
-                let mut out = String::with_capacity(text.len() + 2);
+        let owned;
+        let text = if v.is_string() {
+            text
+        } else {
+            owned = v.to_string();
+            owned.as_str()
+        };
+        match self.rule(&v) {
+            Some(l) => {
                 out.push_str(&l.quote);
                 for c in text.chars() {
                     match l.escape.iter().find(|(e, _)| *e == c) {
@@ -641,68 +567,93 @@ impl Bound<'_> {
                     }
                 }
                 out.push_str(&l.quote);
-                out
             }
-            None => text,
+            None => out.push_str(text),
         }
     }
 
-    fn text(&self, tpl: &str) -> String {
-        let mut out = String::with_capacity(tpl.len() + 16);
-        let mut rest = tpl;
-        while let Some(i) = rest.find('{') {
-            out.push_str(&rest[..i]);
-            let Some(j) = rest[i..].find('}') else { break };
-            match &rest[i + 1..i + j] {
-                "field" => out.push_str(self.field),
-                "value" => out.push_str(&self.literal(self.value)),
-                "high" => out.push_str(&self.literal(self.high)),
-                "values" => {
-                    let items: Vec<String> = self.values.iter().map(|v| self.literal(v)).collect();
-                    out.push_str(&items.join(&self.d.list_join));
-                }
-                other => {
-                    out.push('{');
-                    out.push_str(other);
-                    out.push('}');
+    fn hole(&self, h: Hole, out: &mut String) {
+        match h {
+            Hole::Field => out.push_str(self.field),
+            Hole::Value => self.literal(self.value, out),
+            Hole::High => self.literal(self.high, out),
+            Hole::Values => {
+                for (i, v) in self.values.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(&self.d.list_join);
+                    }
+                    self.literal(v, out);
                 }
             }
-            rest = &rest[i + j + 1..];
+            Hole::Dir | Hole::Desc => {}
         }
-        out.push_str(rest);
+    }
+
+    fn text(&self, tpl: &Text) -> String {
+        let mut out = String::with_capacity(32);
+        tpl.render(&mut out, |h, o| self.hole(h, o));
         out
     }
 
-    /// A JSON clause: a string that is exactly `{value}`/`{high}`/`{values}` takes the
-    /// JSON value itself; other strings are text templates.
-    fn object(&self, o: &Value) -> Value {
-        match o {
-            Value::String(s) => match s.as_str() {
-                "{value}" => self.prepared(self.value),
-                "{high}" => self.prepared(self.high),
-                "{values}" => Value::Array(self.values.iter().map(|v| self.prepared(v)).collect()),
-                "{field}" => Value::from(self.field),
-                t if t.contains('{') => {
-                    // Inside a longer string a value is its bare text (`%{value}%`).
-                    let bare = Bound {
-                        d: &FilterDialect {
-                            into: FilterInto::Params,
-                            ops: Vec::new(),
-                            literals: Vec::new(),
-                            list_join: self.d.list_join.clone(),
-                        },
-                        ..*self
-                    };
-                    Value::from(bare.text(t))
+    /// A `key=value` member's value: exactly `{value}` (or `{high}`) with no literal rule
+    /// keeps its JSON type (a number stays a number in a body); otherwise its text.
+    fn member(&self, tpl: &Text) -> Value {
+        match tpl.exact() {
+            Some(h @ (Hole::Value | Hole::High)) => {
+                let v = if h == Hole::Value {
+                    self.value
+                } else {
+                    self.high
+                };
+                match self.rule(v) {
+                    None => self.prepared(v),
+                    Some(_) => Value::from(self.text(tpl)),
                 }
-                _ => o.clone(),
-            },
-            Value::Object(m) => {
-                Value::Object(m.iter().map(|(k, v)| (k.clone(), self.object(v))).collect())
             }
-            Value::Array(a) => Value::Array(a.iter().map(|v| self.object(v)).collect()),
-            other => other.clone(),
+            _ => Value::from(self.text(tpl)),
         }
+    }
+
+    /// A JSON clause: a string that is exactly `{value}`/`{high}`/`{values}` takes the
+    /// JSON value itself; inside a longer string a value is its bare text (`%{value}%`).
+    fn object(&self, o: &Json) -> Value {
+        o.render(
+            &|h| match h {
+                Hole::Value => self.prepared(self.value),
+                Hole::High => self.prepared(self.high),
+                Hole::Values => {
+                    Value::Array(self.values.iter().map(|v| self.prepared(v)).collect())
+                }
+                Hole::Field => Value::from(self.field),
+                Hole::Dir | Hole::Desc => Value::Null,
+            },
+            &|h, out: &mut String| match h {
+                Hole::Field => out.push_str(self.field),
+                Hole::Value | Hole::High => {
+                    let v = self.prepared(if h == Hole::Value {
+                        self.value
+                    } else {
+                        self.high
+                    });
+                    match v {
+                        Value::String(s) => out.push_str(&s),
+                        other => out.push_str(&other.to_string()),
+                    }
+                }
+                Hole::Values => {
+                    for (i, v) in self.values.iter().enumerate() {
+                        if i > 0 {
+                            out.push_str(&self.d.list_join);
+                        }
+                        match self.prepared(v) {
+                            Value::String(s) => out.push_str(&s),
+                            other => out.push_str(&other.to_string()),
+                        }
+                    }
+                }
+                Hole::Dir | Hole::Desc => {}
+            },
+        )
     }
 }
 

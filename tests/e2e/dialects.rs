@@ -642,3 +642,92 @@ fn the_openapi_document_of_each_dialect_plan_generates() {
         );
     }
 }
+
+/// `update.version` on the OData service: the PATCH carries the ETag its read returned
+/// as `If-Match`; a stale tag (a concurrent writer in between) is read again and retried
+/// once, twice stale is a 409 with nothing written; an unknown key never reaches a PATCH.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_patch_sends_the_etag_it_read_and_retries_a_stale_one() {
+    let w = world("directory", "directory").await;
+    let (records, _) = all(&w, "contacts", json!([]), 100).await;
+    let id = records[0]["id"].as_str().expect("id").to_string();
+    let state = w.sim.state();
+    let tag_number = |t: &str| -> u64 {
+        t.strip_prefix("W/\"")
+            .and_then(|t| t.strip_suffix('"'))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("not a weak ETag: {t:?}"))
+    };
+    let patch = |name: &'static str| {
+        let id = id.clone();
+        let w = &w;
+        async move {
+            w.call(
+                1,
+                101,
+                "PATCH",
+                &format!("/v1/contacts/{id}"),
+                Some(json!({ "first_name": name })),
+            )
+            .await
+        }
+    };
+
+    // One PATCH: one upstream PATCH, carrying the tag of the version it read.
+    let seen = state.directory_if_match().len();
+    let r = patch("Ada").await;
+    assert_eq!(ok(&r, 200)["data"]["first_name"], "Ada");
+    let tags = state.directory_if_match()[seen..].to_vec();
+    assert_eq!(tags.len(), 1, "{tags:?}");
+    let first = tag_number(&tags[0]);
+
+    // A concurrent writer between the read and the write: 412, read again, the second
+    // PATCH names the newer version and succeeds.
+    state.interfere_with_directory_writes(1);
+    let r = patch("Grace").await;
+    assert_eq!(ok(&r, 200)["data"]["first_name"], "Grace");
+    let tags = state.directory_if_match()[seen + 1..].to_vec();
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    let (stale, fresh) = (tag_number(&tags[0]), tag_number(&tags[1]));
+    assert!(
+        stale > first,
+        "the read after the first PATCH saw its new version"
+    );
+    assert!(
+        fresh > stale,
+        "the retry read the concurrent writer's version"
+    );
+
+    // Stale twice: 409, and the record is as the last successful PATCH left it.
+    state.interfere_with_directory_writes(2);
+    let r = patch("Nobody").await;
+    let p = r.assert_problem(409, "conflict");
+    assert!(!String::from_utf8_lossy(&r.body).contains("0x8"), "{p}");
+    assert_eq!(state.directory_if_match().len(), seen + 5);
+    let got = ok(
+        &w.call(1, 101, "GET", &format!("/v1/contacts/{id}"), None)
+            .await,
+        200,
+    );
+    assert_eq!(got["data"]["first_name"], "Grace");
+
+    // An unknown key: the read's 404, and no PATCH reached the backend.
+    let ghost = w.sealer.seal_id(
+        "con",
+        1,
+        0,
+        &InternalId::Str("0b5a2a3e-9c3f-4c1e-8d77-1f2e3d4c5b6b".into()),
+    );
+    let before = state.count(1, "directory");
+    w.call(
+        1,
+        101,
+        "PATCH",
+        &format!("/v1/contacts/{ghost}"),
+        Some(json!({"first_name": "Nobody"})),
+    )
+    .await
+    .assert_problem(404, "not-found");
+    assert_eq!(state.directory_if_match().len(), seen + 5);
+    assert_eq!(state.count(1, "directory"), before);
+}
