@@ -291,7 +291,8 @@ mod tests {
             Err(d) => d.render(),
         };
         assert_eq!(
-            ok("redis: { cluster: [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7001\"] }\n").ok(),
+            ok("redis: { cluster: [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7001\"] }\n")
+                .ok(),
             Some(Some(RedisTarget::Cluster(vec![
                 "redis://127.0.0.1:7000".into(),
                 "redis://127.0.0.1:7001".into()
@@ -304,12 +305,28 @@ mod tests {
                 urls: vec!["redis://127.0.0.1:26379".into()]
             }))
         );
-        let e = errors("redis:\n  url: redis://127.0.0.1:6379\n  cluster: [\"redis://127.0.0.1:7000\"]\n");
-        assert!(e.contains("exactly one of `url`, `cluster` or `sentinel`"), "{e}");
-        let e = errors("redis:\n  cluster:\n    - redis://127.0.0.1:7000\n    - http://127.0.0.1:7001\n");
-        assert!(e.contains("`http://127.0.0.1:7001` must be a redis:// URL"), "{e}");
-        let line = e.lines().find(|l| l.contains("http://127.0.0.1:7001")).unwrap_or("");
-        assert!(line.contains(".yaml:"), "reported with file:line:column: {line}");
+        let e = errors(
+            "redis:\n  url: redis://127.0.0.1:6379\n  cluster: [\"redis://127.0.0.1:7000\"]\n",
+        );
+        assert!(
+            e.contains("exactly one of `url`, `cluster` or `sentinel`"),
+            "{e}"
+        );
+        let e = errors(
+            "redis:\n  cluster:\n    - redis://127.0.0.1:7000\n    - http://127.0.0.1:7001\n",
+        );
+        assert!(
+            e.contains("`http://127.0.0.1:7001` must be a redis:// URL"),
+            "{e}"
+        );
+        let line = e
+            .lines()
+            .find(|l| l.contains("http://127.0.0.1:7001"))
+            .unwrap_or("");
+        assert!(
+            line.contains(".yaml:"),
+            "reported with file:line:column: {line}"
+        );
         let e = errors("redis: { url: \"redis://127.0.0.1:6379\", key_prefix: \"a{b}:\" }\n");
         assert!(e.contains("must not contain"), "{e}");
         let e = errors("redis: { sentinel: { master: edge, urls: [] } }\n");
