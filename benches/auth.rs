@@ -81,6 +81,7 @@ fn bench(c: &mut Criterion) {
         None,
         Duration::from_secs(30),
         None,
+        prospect_edge::auth::DEFAULT_TOKEN_CACHE_BYTES,
     )
     .expect("auth");
     assert_eq!(rt.block_on(auth.refresh_all()), 1);

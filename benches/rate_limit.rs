@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use prospect_edge::config::{Applies, Backend, Policy, RateLimits, Redis};
+use prospect_edge::config::{Applies, Backend, Policy, RateLimits, Redis, RedisTarget};
 use prospect_edge::policy::{Class, RateLimiter, Shared};
 
 fn limits(backend: Backend) -> RateLimits {
@@ -45,7 +45,7 @@ fn bench(c: &mut Criterion) {
     }
     let prefix = format!("bench-{}-{}:", std::process::id(), now);
     let shared = Arc::new(Shared::new(Redis {
-        url: "redis://127.0.0.1:6379".into(),
+        target: RedisTarget::Single("redis://127.0.0.1:6379".into()),
         prefix,
     }));
     let redis = RateLimiter::new(limits(Backend::Redis), Some(shared));

@@ -111,6 +111,14 @@ pub static CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
 });
 
+pub static TOKEN_CACHE_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "prospect_edge_token_cache_bytes",
+        "Estimated bytes held by the verified-token cache (bounded by token_cache_max_bytes)."
+    )
+    .unwrap_or_else(|e| panic!("metric registration at start-up: {e}"))
+});
+
 pub static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
         "prospect_edge_requests_in_flight",
@@ -294,6 +302,7 @@ pub fn init() {
     LazyLock::force(&AUTH);
     LazyLock::force(&CACHE);
     LazyLock::force(&IN_FLIGHT);
+    LazyLock::force(&TOKEN_CACHE_BYTES);
     LazyLock::force(&MAPPING_INFO);
     LazyLock::force(&MAPPING_LOADED);
     LazyLock::force(&CIRCUIT);

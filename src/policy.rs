@@ -9,49 +9,14 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tokio::sync::OnceCell;
 
-use crate::config::{Applies, Backend, Cors, Idempotency, Policy, RateLimits, Redis};
+use crate::config::{Applies, Backend, Cors, Idempotency, Policy, RateLimits};
 use crate::problem::{Kind, Problem};
 
-/// Redis answers within this or counts as down.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+mod store;
 
-/// One lazily connected, self-reconnecting Redis connection shared by the policies.
-pub struct Shared {
-    cfg: Redis,
-    conn: OnceCell<redis::aio::ConnectionManager>,
-}
-
-impl Shared {
-    pub fn new(cfg: Redis) -> Shared {
-        Shared {
-            cfg,
-            conn: OnceCell::new(),
-        }
-    }
-
-    async fn conn(&self) -> Option<redis::aio::ConnectionManager> {
-        let fut = self.conn.get_or_try_init(|| async {
-            let client = redis::Client::open(self.cfg.url.as_str())?;
-            let cfg = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(REDIS_TIMEOUT))
-                .set_response_timeout(Some(REDIS_TIMEOUT))
-                .set_number_of_retries(1);
-            redis::aio::ConnectionManager::new_with_config(client, cfg).await
-        });
-        match tokio::time::timeout(REDIS_TIMEOUT * 4, fut).await {
-            Ok(Ok(c)) => Some(c.clone()),
-            _ => None,
-        }
-    }
-
-    fn key(&self, parts: &[&str]) -> String {
-        let mut k = self.cfg.prefix.clone();
-        k.push_str(&parts.join(":"));
-        k
-    }
-}
+pub use store::Shared;
+use store::REDIS_TIMEOUT;
 
 // ------------------------------------------------------------------ rate limits
 
@@ -245,7 +210,7 @@ impl RateLimiter {
         let client_hash = hex8(client);
         let mut inv = self.script.prepare_invoke();
         for p in ps {
-            inv.key(shared.key(&["rl", &p.name, &tenant, &client_hash]));
+            inv.key(shared.key(&["rl", &tenant, &client_hash], &[&p.name]));
             inv.arg(p.window);
         }
         match tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async::<Vec<i64>>(&mut conn)).await {
@@ -519,7 +484,7 @@ impl IdempotencyStore {
             Backend::Redis => {
                 let shared = self.redis.as_ref().ok_or_else(unavailable)?;
                 let mut conn = shared.conn().await.ok_or_else(unavailable)?;
-                let k = shared.key(&["idem", &scope]);
+                let k = shared.key(&["idem", &scope], &[]);
                 let token = crate::hex::encode(&rand::random::<[u8; 16]>());
                 let claim = json!({"s": "i", "fp": fp, "t": token});
                 let set: redis::Cmd = redis::cmd("SET")
@@ -574,7 +539,7 @@ impl IdempotencyStore {
                 self.take_held(&scope);
                 if let Some(shared) = self.redis.as_ref() {
                     if let Some(mut conn) = shared.conn().await {
-                        let k = shared.key(&["idem", &scope]);
+                        let k = shared.key(&["idem", &scope], &[]);
                         let cmd = redis::cmd("SET")
                             .arg(&k)
                             .arg(v.to_string())
@@ -604,7 +569,7 @@ impl IdempotencyStore {
                     return;
                 };
                 if let Some(mut conn) = shared.conn().await {
-                    let k = shared.key(&["idem", &scope]);
+                    let k = shared.key(&["idem", &scope], &[]);
                     let mut inv = RELEASE.prepare_invoke();
                     inv.key(&k).arg(token_member(&token));
                     let r = tokio::time::timeout(REDIS_TIMEOUT, inv.invoke_async::<i64>(&mut conn))

@@ -14,6 +14,7 @@ mod jwks;
 mod jwt;
 mod permissions;
 mod token_cache;
+pub use token_cache::DEFAULT_CACHE_BYTES as DEFAULT_TOKEN_CACHE_BYTES;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -153,6 +154,7 @@ impl Auth {
         introspection: Option<Introspection>,
         permissions_ttl: Duration,
         ca_file: Option<&std::path::Path>,
+        token_cache_bytes: u64,
     ) -> Result<Auth, crate::tls::TlsError> {
         let mut conn = HttpConnector::new();
         conn.set_connect_timeout(Some(Duration::from_secs(2)));
@@ -175,7 +177,7 @@ impl Auth {
             http: Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build(conn),
-            tokens: TokenCache::new(),
+            tokens: TokenCache::new(token_cache_bytes),
             permissions: moka::future::Cache::builder()
                 .max_capacity(CACHE_CAPACITY)
                 .time_to_live(permissions_ttl.min(Duration::from_secs(60)))
@@ -285,7 +287,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_introspection_an_opaque_token_is_refused_before_any_call() {
-        let auth = Auth::new(&[], None, Duration::from_secs(1), None).expect("auth");
+        let auth = Auth::new(&[], None, Duration::from_secs(1), None, 1 << 20).expect("auth");
         let e = auth
             .authenticate(&[b"Bearer opaque-token-123"])
             .await

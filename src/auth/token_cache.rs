@@ -20,6 +20,13 @@ use crate::problem::Problem;
 /// At most this many tokens are remembered.
 const CACHE_CAPACITY: u64 = 100_000;
 
+/// The default bound on the bytes the remembered tokens take (`token_cache_max_bytes`).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What a cache entry costs beyond its identity's strings (key, moka's bookkeeping, the
+/// `Arc`s), a conservative estimate.
+const ENTRY_OVERHEAD: usize = 160;
+
 /// The cache key of a token.
 pub type TokenKey = [u8; 16];
 
@@ -46,6 +53,23 @@ impl moka::Expiry<TokenKey, Arc<Resolved>> for PerEntry {
     }
 }
 
+/// The bytes an entry holds: its identity's strings and vectors, plus [`ENTRY_OVERHEAD`].
+fn bytes_of(r: &Resolved) -> usize {
+    let identity = r.outcome.as_ref().map_or(0, |i| {
+        std::mem::size_of::<Identity>()
+            + i.client_id.capacity()
+            + i.scopes.capacity() * std::mem::size_of::<String>()
+            + i.scopes.iter().map(String::capacity).sum::<usize>()
+    });
+    std::mem::size_of::<Resolved>() + identity + ENTRY_OVERHEAD
+}
+
+/// An entry's weight: its bytes, and at least `max_bytes / CACHE_CAPACITY`, so that one
+/// capacity (the bytes) bounds both the bytes and the number of entries.
+fn weight(r: &Resolved, floor: u64) -> u32 {
+    (bytes_of(r) as u64).max(floor).min(u64::from(u32::MAX)) as u32
+}
+
 pub(super) struct TokenCache {
     tokens: moka::future::Cache<TokenKey, Arc<Resolved>>,
     /// The two keys of the token hash, random per process.
@@ -53,10 +77,13 @@ pub(super) struct TokenCache {
 }
 
 impl TokenCache {
-    pub(super) fn new() -> TokenCache {
+    /// Remembers at most [`CACHE_CAPACITY`] tokens taking at most `max_bytes`.
+    pub(super) fn new(max_bytes: u64) -> TokenCache {
+        let floor = (max_bytes / CACHE_CAPACITY).max(1);
         TokenCache {
             tokens: moka::future::Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
+                .max_capacity(max_bytes)
+                .weigher(move |_k: &TokenKey, v: &Arc<Resolved>| weight(v, floor))
                 .expire_after(PerEntry)
                 .build(),
             hash: Default::default(),
@@ -89,7 +116,11 @@ impl TokenCache {
             })
             .await
             .map_err(|e| (*e).clone());
-        (resolved, !ran.load(std::sync::atomic::Ordering::Relaxed))
+        let ran = ran.load(std::sync::atomic::Ordering::Relaxed);
+        if ran {
+            crate::metrics::TOKEN_CACHE_BYTES.set(self.tokens.weighted_size() as i64);
+        }
+        (resolved, !ran)
     }
 
     pub(super) async fn invalidate(&self, key: &TokenKey) {
@@ -99,5 +130,47 @@ impl TokenCache {
     /// Forgets every token (a key the issuer no longer publishes must not keep any alive).
     pub(super) fn invalidate_all(&self) {
         self.tokens.invalidate_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A validly signed token's identity with 2,900 scopes (~96 KB in memory, the attack of
+    /// issue #15): however many arrive, the bytes the cache holds stay under its bound.
+    fn large(n: usize) -> Arc<Resolved> {
+        Arc::new(Resolved {
+            outcome: Ok(Arc::new(Identity {
+                tenant: 1,
+                user: n as u64,
+                client_id: format!("app-{n}"),
+                scopes: (0..2_900)
+                    .map(|i| format!("scope:{n}:{i:06}:read-write"))
+                    .collect(),
+                expires_at: i64::MAX,
+            })),
+            valid_until: i64::MAX,
+            ttl: Duration::from_secs(3600),
+        })
+    }
+
+    #[tokio::test]
+    async fn large_tokens_are_bounded_by_bytes_not_only_by_count() {
+        let max = 8 * 1024 * 1024;
+        let cache = TokenCache::new(max);
+        let one = bytes_of(&large(0)) as u64;
+        assert!(one > 90_000, "a large token takes {one} bytes");
+        for n in 0..600 {
+            let key = cache.key(&format!("token-{n}"));
+            let (r, hit) = cache.get_or_resolve(key, async { Ok(large(n)) }).await;
+            assert!(r.is_ok() && !hit);
+        }
+        cache.tokens.run_pending_tasks().await;
+        let held: u64 = cache.tokens.iter().map(|(_, v)| bytes_of(&v) as u64).sum();
+        let entries = cache.tokens.entry_count();
+        assert!(held <= max, "{held} bytes held for a bound of {max}");
+        assert!(entries > 0 && entries * one <= max, "{entries} entries");
+        assert!(cache.tokens.weighted_size() <= max);
     }
 }

@@ -23,7 +23,7 @@ use issuers::{auth_ca_file, introspection, issuer};
 pub use issuers::{Introspection, Issuer};
 use listeners::{addr, tls, top_level};
 pub use listeners::{Tls, PINGORA_MAX_HEAD};
-pub use policies::{Applies, Backend, Cors, Idempotency, Policy, RateLimits, Redis};
+pub use policies::{Applies, Backend, Cors, Idempotency, Policy, RateLimits, Redis, RedisTarget};
 pub use raw::RawEdge;
 use secrets::secret;
 pub use secrets::Secret;
@@ -65,6 +65,8 @@ pub struct EdgeConfig {
     pub client_bounds: crate::bounds::ClientBounds,
     /// Bytes of upstream answers in flight over all services.
     pub upstream_answer_budget: u64,
+    /// Bytes the verified-token cache may hold.
+    pub token_cache_max_bytes: u64,
 }
 
 /// Paths in the config are relative to the config file.
@@ -193,6 +195,14 @@ impl EdgeConfig {
             "upstream_answer_budget_bytes",
             d,
         );
+        let token_cache_bytes = top_level(
+            path,
+            &raw.token_cache_max_bytes,
+            crate::auth::DEFAULT_TOKEN_CACHE_BYTES,
+            1024 * 1024..=64 * 1024 * 1024 * 1024,
+            "token_cache_max_bytes",
+            d,
+        );
         let client_bounds = crate::bounds::ClientBounds {
             write_timeout: Duration::from_millis(write_timeout?),
             h2_max_streams: u32::try_from(h2_streams?).ok()?,
@@ -220,7 +230,7 @@ impl EdgeConfig {
             cursor_secret: cursor_secret?,
             upstreams,
             issuers,
-            redis: raw.redis.as_ref().map(policies::redis),
+            redis: raw.redis.as_ref().and_then(|r| policies::redis(path, r, d)),
             rate_limits: raw
                 .rate_limits
                 .as_ref()
@@ -242,6 +252,7 @@ impl EdgeConfig {
             max_request_header_bytes: usize::try_from(max_request_header_bytes?).ok()?,
             client_bounds,
             upstream_answer_budget: answer_budget?,
+            token_cache_max_bytes: token_cache_bytes?,
             tls: tls.map(|t| t.ok_or(())).transpose().ok()?,
             auth_ca_file: auth_ca.map(|f| f.ok_or(())).transpose().ok()?,
         })
@@ -271,6 +282,56 @@ mod tests {
     }
 
     const ISSUER: &str = "  - issuer: https://issuer.example\n    jwks_url: http://127.0.0.1:1/jwks\n    audience: https://api.example\n";
+
+    #[test]
+    fn redis_takes_one_server_a_cluster_or_a_sentinel_group_and_check_says_where_it_is_wrong() {
+        let ok = |extra: &str| load_with(ISSUER, extra).map(|c| c.redis.map(|r| r.target));
+        let errors = |extra: &str| match load_with(ISSUER, extra) {
+            Ok(_) => String::from("ok"),
+            Err(d) => d.render(),
+        };
+        assert_eq!(
+            ok("redis: { cluster: [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7001\"] }\n")
+                .ok(),
+            Some(Some(RedisTarget::Cluster(vec![
+                "redis://127.0.0.1:7000".into(),
+                "redis://127.0.0.1:7001".into()
+            ])))
+        );
+        assert_eq!(
+            ok("redis: { sentinel: { master: edge, urls: [\"redis://127.0.0.1:26379\"] } }\n").ok(),
+            Some(Some(RedisTarget::Sentinel {
+                master: "edge".into(),
+                urls: vec!["redis://127.0.0.1:26379".into()]
+            }))
+        );
+        let e = errors(
+            "redis:\n  url: redis://127.0.0.1:6379\n  cluster: [\"redis://127.0.0.1:7000\"]\n",
+        );
+        assert!(
+            e.contains("exactly one of `url`, `cluster` or `sentinel`"),
+            "{e}"
+        );
+        let e = errors(
+            "redis:\n  cluster:\n    - redis://127.0.0.1:7000\n    - http://127.0.0.1:7001\n",
+        );
+        assert!(
+            e.contains("`http://127.0.0.1:7001` must be a redis:// URL"),
+            "{e}"
+        );
+        let line = e
+            .lines()
+            .find(|l| l.contains("http://127.0.0.1:7001"))
+            .unwrap_or("");
+        assert!(
+            line.contains(".yaml:"),
+            "reported with file:line:column: {line}"
+        );
+        let e = errors("redis: { url: \"redis://127.0.0.1:6379\", key_prefix: \"a{b}:\" }\n");
+        assert!(e.contains("must not contain"), "{e}");
+        let e = errors("redis: { sentinel: { master: edge, urls: [] } }\n");
+        assert!(e.contains("list of Redis URLs is empty"), "{e}");
+    }
 
     #[test]
     fn tls_files_are_loaded_by_check_and_every_problem_is_reported_where_it_is() {

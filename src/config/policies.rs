@@ -53,8 +53,19 @@ pub struct Cors {
 
 #[derive(Debug, Clone)]
 pub struct Redis {
-    pub url: String,
+    pub target: RedisTarget,
     pub prefix: String,
+}
+
+/// Where the shared state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server.
+    Single(String),
+    /// Seed nodes of a Redis Cluster.
+    Cluster(Vec<String>),
+    /// A master named `master`, found through these sentinels.
+    Sentinel { master: String, urls: Vec<String> },
 }
 
 pub(super) fn backend(
@@ -171,14 +182,84 @@ pub(super) fn rate_limits(
     })
 }
 
-pub(super) fn redis(raw: &raw::RawRedis) -> Redis {
-    Redis {
-        url: raw.url.to_string(),
-        prefix: raw
-            .key_prefix
-            .clone()
-            .unwrap_or_else(|| "prospect-edge:".into()),
+/// A `redis://host:port[/db]` URL the client accepts (no TLS in the build).
+fn redis_url(path: &Path, v: &Spanned<String>, d: &mut Diags) -> Option<String> {
+    use redis::IntoConnectionInfo;
+    if !v.starts_with("redis://") {
+        d.at(
+            path,
+            v.span(),
+            format!(
+                "`{}` must be a redis:// URL (the build has no TLS for Redis)",
+                **v
+            ),
+        );
+        return None;
     }
+    if v.as_str().into_connection_info().is_err() {
+        d.at(
+            path,
+            v.span(),
+            format!("`{}` is not a valid Redis URL", **v),
+        );
+        return None;
+    }
+    Some(v.to_string())
+}
+
+fn redis_urls(
+    path: &Path,
+    at: &Spanned<raw::RawRedis>,
+    vs: &[Spanned<String>],
+    d: &mut Diags,
+) -> Option<Vec<String>> {
+    if vs.is_empty() {
+        d.at(path, at.span(), "the list of Redis URLs is empty");
+        return None;
+    }
+    let urls: Vec<Option<String>> = vs.iter().map(|v| redis_url(path, v, d)).collect();
+    urls.into_iter().collect()
+}
+
+pub(super) fn redis(path: &Path, raw: &Spanned<raw::RawRedis>, d: &mut Diags) -> Option<Redis> {
+    let given = [
+        raw.url.is_some(),
+        raw.cluster.is_some(),
+        raw.sentinel.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() != 1 {
+        d.at(
+            path,
+            raw.span(),
+            "`redis:` needs exactly one of `url`, `cluster` or `sentinel`",
+        );
+        return None;
+    }
+    let prefix = match &raw.key_prefix {
+        // The hash tag of every key follows the prefix: braces in it would move the tag.
+        Some(p) if p.contains(['{', '}']) => {
+            d.at(path, p.span(), "`key_prefix` must not contain `{` or `}`");
+            return None;
+        }
+        Some(p) => p.to_string(),
+        None => "prospect-edge:".into(),
+    };
+    let target = if let Some(u) = &raw.url {
+        RedisTarget::Single(redis_url(path, u, d)?)
+    } else if let Some(c) = &raw.cluster {
+        RedisTarget::Cluster(redis_urls(path, raw, c, d)?)
+    } else {
+        let s = raw.sentinel.as_ref()?;
+        if s.master.is_empty() {
+            d.at(path, s.master.span(), "`sentinel.master` is empty");
+            return None;
+        }
+        RedisTarget::Sentinel {
+            master: s.master.to_string(),
+            urls: redis_urls(path, raw, &s.urls, d)?,
+        }
+    };
+    Some(Redis { target, prefix })
 }
 
 pub(super) fn idempotency(

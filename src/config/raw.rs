@@ -26,7 +26,7 @@ pub struct RawEdge {
     pub permissions_cache_seconds: Option<Spanned<u64>>,
     /// Shared state between edge nodes (rate limits, idempotency).
     #[serde(default)]
-    pub redis: Option<RawRedis>,
+    pub redis: Option<Spanned<RawRedis>>,
     #[serde(default)]
     pub rate_limits: Option<RawRateLimits>,
     #[serde(default)]
@@ -54,6 +54,9 @@ pub struct RawEdge {
     /// HTTP/2 streams served at once over all connections: default 1024.
     #[serde(default)]
     pub h2_streams_in_flight: Option<Spanned<u64>>,
+    /// Bytes the verified-token cache may hold: default 67108864 (64 MiB).
+    #[serde(default)]
+    pub token_cache_max_bytes: Option<Spanned<u64>>,
     /// Bytes of upstream answers in flight over all services: default 134217728.
     #[serde(default)]
     pub upstream_answer_budget_bytes: Option<Spanned<u64>>,
@@ -80,10 +83,27 @@ pub struct RawTls {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {
-    pub url: Spanned<String>,
+    /// One Redis server (`redis://host:port`). Exactly one of `url`, `cluster`, `sentinel`.
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    /// A Redis Cluster: some of its nodes (`redis://host:port`); the rest are discovered.
+    #[serde(default)]
+    pub cluster: Option<Vec<Spanned<String>>>,
+    /// A master found through Redis Sentinel.
+    #[serde(default)]
+    pub sentinel: Option<RawSentinel>,
     /// Every key the edge writes starts with this (one prefix per deployment or test).
     #[serde(default)]
-    pub key_prefix: Option<String>,
+    pub key_prefix: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSentinel {
+    /// The master's name as the sentinels know it (`sentinel monitor <name> …`).
+    pub master: Spanned<String>,
+    /// The sentinels (`redis://host:port`).
+    pub urls: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -65,6 +65,7 @@ impl Runtime {
                 cfg.introspection.clone(),
                 cfg.permissions_cache,
                 cfg.auth_ca_file.as_deref(),
+                cfg.token_cache_max_bytes,
             )?,
             ready: std::sync::atomic::AtomicBool::new(false),
             draining: std::sync::atomic::AtomicBool::new(false),
