@@ -41,7 +41,10 @@ pub struct Served {
 /// unauthenticated client asking again costs a lookup, not a 300 KB render. A reloaded plan
 /// (another `Arc`) starts afresh; only releases the plan knows are kept, so it stays small.
 #[derive(Default)]
-pub struct Rendered(Mutex<Option<(Arc<Plan>, Vec<(String, Bytes)>)>>);
+pub struct Rendered(Mutex<Option<ForPlan>>);
+
+/// A plan and its documents, by release.
+type ForPlan = (Arc<Plan>, Vec<(String, Bytes)>);
 
 impl Rendered {
     fn get(&self, plan: &Arc<Plan>, version: &str) -> Option<Bytes> {
