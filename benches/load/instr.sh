@@ -45,7 +45,7 @@ DP=$(free_port); DA=$(free_port)
 PIDS+=("$!")
 wait_200 "http://127.0.0.1:$DA/healthz" || { echo "demo did not start" >&2; exit 1; }
 svc() { awk -v n="$1" '$1 == n { print $2 }' "$T/demo.out"; }
-TOKEN=$(grep -o "Bearer [^']*" "$T/demo.out" | head -1 | cut -d' ' -f2)
+TOKEN=$(sed -n "s/^ *export TOKEN='\([^']*\)'.*/\1/p" "$T/demo.out" | head -1) # the banner's `export TOKEN='…'`
 CONTACT_PATH=$(grep -o "/v1/contacts/[A-Za-z0-9_-]*" "$T/demo.out" | head -1)
 P=$(free_port); A=$(free_port)
 cat >"$T/edge.yaml" <<YAML

@@ -125,7 +125,7 @@ svc() { awk -v n="$1" '$1 == n { print $2 }' "$T/demo.out"; }
 CRM=$(svc crm-core)
 JWKS=$(svc issuer-jwks)
 [ -n "$CRM" ] && [ -n "$JWKS" ] || die "cannot read the demo's service URLs from $T/demo.out"
-TOKEN=$(grep -o "Bearer [^']*" "$T/demo.out" | head -1 | cut -d' ' -f2)
+TOKEN=$(sed -n "s/^ *export TOKEN='\([^']*\)'.*/\1/p" "$T/demo.out" | head -1) # the banner's `export TOKEN='…'`
 CONTACT_PATH=$(grep -o "/v1/contacts/[A-Za-z0-9_-]*" "$T/demo.out" | head -1)
 [ -n "$TOKEN" ] && [ -n "$CONTACT_PATH" ] || die "cannot read the demo's token and contact URL"
 
