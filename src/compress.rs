@@ -16,9 +16,10 @@ use prometheus::{register_int_counter_vec, IntCounterVec};
 /// saves less than it costs (and a packet carries it anyway).
 pub const MIN_BYTES: usize = 1024;
 
-/// Brotli quality for answers compressed per request: 5 is near gzip's speed and ~15 %
-/// smaller on JSON; 11 would cost ~50× the time for a few percent more.
-const BROTLI_QUALITY: u32 = 5;
+/// Brotli quality for answers compressed per request. Quality 5 cost ~4× gzip's CPU on a
+/// 36 KB page in the load bench (scenario (e), benches/README.md); 3 is the fast end of
+/// brotli's range and still smaller than gzip on JSON. 11 would cost ~50× for a few percent.
+const BROTLI_QUALITY: u32 = 3;
 const BROTLI_WINDOW: u32 = 22;
 const GZIP_LEVEL: u32 = 6;
 
