@@ -159,8 +159,9 @@ struct Writer<'a, 'c> {
     ctx: &'a Ctx<'c>,
     errors: &'a mut Vec<FieldError>,
     out: &'a mut Map<String, Value>,
-    /// (upstream path, public pointer, value), for the fields written as scalars.
-    claims: Vec<(&'a UpPath, String, Value)>,
+    /// (upstream path, public pointer) of the fields written as scalars; the value is the
+    /// one in `out`.
+    claims: Vec<(&'a UpPath, String)>,
 }
 
 impl<'a> Writer<'a, '_> {
@@ -251,30 +252,27 @@ impl<'a> Writer<'a, '_> {
 
     /// Whether another public field already wrote the upstream field `f` writes.
     fn claimed(&self, f: &Field) -> bool {
-        scalar_path(f).is_some_and(|p| self.claims.iter().any(|(q, _, _)| q.0 == p.0))
+        scalar_path(f).is_some_and(|p| self.claims.iter().any(|(q, _)| q.0 == p.0))
     }
 
     /// Writes a scalar at `path` for the public pointer `ptr`, unless another field wrote a
     /// different value there.
     fn put(&mut self, path: &'a UpPath, ptr: &str, value: Value) {
-        if let Some((_, other, _)) = self
-            .claims
-            .iter()
-            .find(|(q, _, v)| q.0 == path.0 && *v != value)
-        {
-            let other = other.clone();
-            self.errors.push(FieldError::new(
-                ptr.to_string(),
-                format!("must agree with `{other}`: both set the same field"),
-            ));
-            self.errors.push(FieldError::new(
-                other,
-                format!("must agree with `{ptr}`: both set the same field"),
-            ));
+        if let Some((_, other)) = self.claims.iter().find(|(q, _)| q.0 == path.0) {
+            if written(self.out, path) != Some(&value) {
+                self.errors.push(FieldError::new(
+                    ptr.to_string(),
+                    format!("must agree with `{other}`: both set the same field"),
+                ));
+                self.errors.push(FieldError::new(
+                    other.clone(),
+                    format!("must agree with `{ptr}`: both set the same field"),
+                ));
+            }
             return;
         }
-        path.set(self.out, value.clone());
-        self.claims.push((path, ptr.to_string(), value));
+        path.set(self.out, value);
+        self.claims.push((path, ptr.to_string()));
     }
 
     fn null(&mut self, f: &'a Field, ptr: &str) {
@@ -394,6 +392,12 @@ impl<'a> Writer<'a, '_> {
             }
         }
     }
+}
+
+/// The value written at `path` so far.
+fn written<'m>(out: &'m Map<String, Value>, path: &UpPath) -> Option<&'m Value> {
+    let (first, rest) = path.0.split_first()?;
+    rest.iter().try_fold(out.get(first)?, |v, seg| v.get(seg))
 }
 
 /// Where a scalar field is written: its own `write.to`, else where it is read.
