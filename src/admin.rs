@@ -14,6 +14,25 @@ pub struct Admin {
     pub rt: Arc<Runtime>,
 }
 
+/// `/readyz`'s `status`: `not_ready` (503) without keys; else `degraded` while an instance
+/// of some service failed its health check or has its circuit not closed (still 200:
+/// every node shares the same services, so failing readiness for them would take every
+/// node out of the load balancer at once; alert on it instead), else `ready`.
+fn readiness(jwks_loaded: bool, upstreams: &crate::upstream::Upstreams) -> &'static str {
+    if !jwks_loaded {
+        return "not_ready";
+    }
+    let all_well = upstreams.instances().iter().all(|(_, list)| {
+        list.iter()
+            .all(|(_, up, c)| *up && *c == crate::upstream::Circuit::Closed)
+    });
+    if all_well {
+        "ready"
+    } else {
+        "degraded"
+    }
+}
+
 fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     Response::builder()
         .status(status)
@@ -41,8 +60,9 @@ impl ServeHttp for Admin {
                 let plan = self.rt.plan.load();
                 // Without keys no token can be verified: not ready. Stale keys keep serving.
                 let jwks_loaded = self.rt.auth.jwks_loaded();
+                let status = readiness(jwks_loaded, &self.rt.upstreams);
                 let body = json!({
-                    "status": if jwks_loaded { "ready" } else { "not_ready" },
+                    "status": status,
                     "jwks_loaded": jwks_loaded,
                     "jwks": self.rt.auth.jwks_report(),
                     "resources": plan.resources.len(),

@@ -126,6 +126,29 @@ impl<A> Bounded<A> {
     }
 }
 
+/// The socket options of every connection a public listener accepts: TCP keep-alive (a
+/// peer that vanished without a FIN is found within `idle + interval × count`) and
+/// `TCP_USER_TIMEOUT` = the write deadline.
+///
+/// Why the kernel's timeout as well as pingora's write deadline: when an HTTP/1 write
+/// misses its deadline pingora drops the session and closes the socket, but `close()`
+/// leaves the unsent answer in the kernel's send queue with the FIN behind it, and a
+/// client that never reads keeps that orphan (and its buffers, ~300 KB each on loopback)
+/// alive under zero-window probes for minutes. With `TCP_USER_TIMEOUT`, data that stays
+/// untransmitted behind a zero window that long makes the kernel reset the connection
+/// (Linux ≥ 5.11 counts it from the first probe), whether or not the socket is still open.
+/// A client that reads, however slowly, reopens the window and is not affected.
+pub fn accepted_socket_options(bounds: &ClientBounds) -> pingora::listeners::TcpSocketOptions {
+    let mut o = pingora::listeners::TcpSocketOptions::default();
+    o.tcp_keepalive = Some(pingora::protocols::l4::ext::TcpKeepalive {
+        idle: Duration::from_secs(60),
+        interval: Duration::from_secs(10),
+        count: 6,
+        user_timeout: bounds.write_timeout,
+    });
+    o
+}
+
 /// The semaphore of [`ClientBounds::h2_streams_in_flight`].
 pub fn h2_stream_slots(bounds: &ClientBounds) -> Arc<tokio::sync::Semaphore> {
     Arc::new(tokio::sync::Semaphore::new(

@@ -99,10 +99,8 @@ pub fn run(conf: &Path, listen: &str, admin: &str, log_file: Option<&Path>) -> E
     };
     for (name, addr) in &world.services {
         if let Some(u) = cfg.upstreams.get_mut(*name) {
-            u.base = format!("http://{addr}");
-            u.authority = addr.to_string();
-            // The transport calls the instances: the demo's service is the only one.
-            u.instances = vec![(u.base.clone(), u.authority.clone())];
+            // The demo's simulator is the service's only instance.
+            u.instances = vec![(format!("http://{addr}"), addr.to_string())];
         }
     }
     for i in &mut cfg.issuers {

@@ -214,8 +214,13 @@ pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std
     // No L4 read buffer: pingora's default is 64 KiB per connection and one more copy of
     // every request (−6 MiB peak RSS at 1,000 connections); HTTP/1 headers are read into
     // pingora's own 4 KiB buffer anyway.
+    // Keep-alive probes and the kernel's own write deadline on every accepted socket
+    // (`bounds::accepted_socket_options`).
+    let socket_options = crate::bounds::accepted_socket_options(&bounds);
     public.add_listener(
-        ListenerConfig::tcp(listen.to_string()).l4_buffer(L4BufferSettings::default().read(0)),
+        ListenerConfig::tcp(listen.to_string())
+            .tcp_socket_options(socket_options.clone())
+            .l4_buffer(L4BufferSettings::default().read(0)),
     );
     let mut public_tls = None;
     if let (Some(t), Some(certs)) = (&rt.cfg.tls, &rt.certs) {
@@ -242,6 +247,7 @@ pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std
         );
         service.add_listener(
             ListenerConfig::tcp(t.listen.to_string())
+                .tcp_socket_options(socket_options)
                 .l4_buffer(L4BufferSettings::default().read(0)),
         );
         public_tls = Some((service, t.listen));

@@ -53,15 +53,31 @@ impl moka::Expiry<TokenKey, Arc<Resolved>> for PerEntry {
     }
 }
 
-/// The bytes an entry holds: its identity's strings and vectors, plus [`ENTRY_OVERHEAD`].
+/// What the allocator (jemalloc, `main.rs`) takes for a heap block of `n` bytes: its size
+/// class — 8, then multiples of 16 up to 128, then four classes per power of two. A scope
+/// of one byte costs 8, and a vector is counted by its capacity.
+fn heap(n: usize) -> usize {
+    match n {
+        0 => 0,
+        1..=8 => 8,
+        9..=128 => n.next_multiple_of(16),
+        _ => {
+            let below = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+            n.next_multiple_of(below / 4)
+        }
+    }
+}
+
+/// The bytes an entry holds: its identity's heap blocks (as the allocator rounds them),
+/// plus [`ENTRY_OVERHEAD`].
 fn bytes_of(r: &Resolved) -> usize {
     let identity = r.outcome.as_ref().map_or(0, |i| {
-        std::mem::size_of::<Identity>()
-            + i.client_id.capacity()
-            + i.scopes.capacity() * std::mem::size_of::<String>()
-            + i.scopes.iter().map(String::capacity).sum::<usize>()
+        heap(std::mem::size_of::<Identity>())
+            + heap(i.client_id.capacity())
+            + heap(i.scopes.capacity() * std::mem::size_of::<String>())
+            + i.scopes.iter().map(|s| heap(s.capacity())).sum::<usize>()
     });
-    std::mem::size_of::<Resolved>() + identity + ENTRY_OVERHEAD
+    heap(std::mem::size_of::<Resolved>()) + identity + ENTRY_OVERHEAD
 }
 
 /// An entry's weight: its bytes, and at least `max_bytes / CACHE_CAPACITY`, so that one
@@ -118,6 +134,9 @@ impl TokenCache {
             .map_err(|e| (*e).clone());
         let ran = ran.load(std::sync::atomic::Ordering::Relaxed);
         if ran {
+            // A new entry (a verification just ran, ~50 µs): evict what it pushed over the
+            // bound now, so that the gauge shows what is held.
+            self.tokens.run_pending_tasks().await;
             crate::metrics::TOKEN_CACHE_BYTES.set(self.tokens.weighted_size() as i64);
         }
         (resolved, !ran)
@@ -153,6 +172,15 @@ mod tests {
             valid_until: i64::MAX,
             ttl: Duration::from_secs(3600),
         })
+    }
+
+    #[test]
+    fn heap_blocks_are_counted_by_their_size_class() {
+        let classes: Vec<usize> = [0, 1, 8, 9, 100, 129, 200, 257, 4096, 70_000]
+            .into_iter()
+            .map(heap)
+            .collect();
+        assert_eq!(classes, [0, 8, 8, 16, 112, 160, 224, 320, 4096, 81_920]);
     }
 
     #[tokio::test]

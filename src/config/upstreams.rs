@@ -13,11 +13,8 @@ use crate::diag::Diags;
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub name: String,
-    /// `http://host:port` without a trailing slash.
-    pub base: String,
-    pub authority: String,
-    /// Every instance of the service, (`http://host:port`, `host:port`); the first is
-    /// `base`/`authority`.
+    /// Every instance of the service, at least one: (`http://host:port` without a
+    /// trailing slash, `host:port`).
     pub instances: Vec<(String, String)>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
@@ -122,8 +119,6 @@ pub(super) fn upstream(
     let breaker_failures = count(&raw.breaker_failures, 5, 1..=10_000, "breaker_failures", d);
     Some(Upstream {
         name: name.to_string(),
-        base: instances[0].0.clone(),
-        authority: instances[0].1.clone(),
         instances,
         connect_timeout: connect_timeout?,
         timeout: timeout?,

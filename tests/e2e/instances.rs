@@ -153,6 +153,8 @@ async fn two_crm_core_instances_share_the_load_and_fail_over() {
             .iter()
             .any(|i| i["instance"] == second.to_string() && i["up"] == false)
         {
+            // Still ready for the load balancer (the other instance serves), but degraded.
+            assert_eq!(v["status"], "degraded", "{v}");
             break;
         }
         assert!(
@@ -178,6 +180,16 @@ async fn two_crm_core_instances_share_the_load_and_fail_over() {
             "the instance that came back is not used"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Both instances well again: `/readyz` says ready.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = admin_json(&readyz).await;
+        if v["status"] == "ready" {
+            break;
+        }
+        assert!(Instant::now() < until, "still not ready: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

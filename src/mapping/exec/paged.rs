@@ -355,8 +355,9 @@ impl Exec<'_> {
                 match raw.filter(|l| !l.is_empty()) {
                     None => None,
                     Some(l) => {
-                        let base = self.upstreams.base(&self.res.service).unwrap_or_default();
-                        match follow(base, &l) {
+                        // Any instance's origin: each replica links to itself.
+                        let origins = self.upstreams.origins(&self.res.service);
+                        match origins.iter().find_map(|base| follow(base, &l)) {
                             Some(pq) => Some(Pos::Link(Some(pq))),
                             None => {
                                 // Never followed: another origin could receive the trust headers.
