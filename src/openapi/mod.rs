@@ -16,6 +16,7 @@ mod components;
 pub mod docs;
 mod paths;
 mod schemas;
+mod search_schemas;
 
 use std::borrow::Cow;
 
