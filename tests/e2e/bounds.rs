@@ -456,29 +456,24 @@ async fn many_large_valid_tokens_stay_within_the_token_cache_bytes() {
         tokens[0].len()
     );
     let pid = w.edge.pid();
-    let first = format!("Bearer {}", tokens[0]);
-    let r = w
-        .raw(
-            "GET",
-            &path,
-            &[("authorization", &first), ("version", crate::harness::V)],
-            None,
-        )
-        .await;
+    let get = |token: &str| {
+        let auth = format!("Bearer {token}");
+        let path = path.clone();
+        let w = &w;
+        async move {
+            let headers = [
+                ("authorization", auth.as_str()),
+                ("version", crate::harness::V),
+            ];
+            w.raw("GET", &path, &headers, None).await
+        }
+    };
+    let r = get(&tokens[0]).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let rss_before = rss_mib(pid);
     let mut peak = rss_before;
     for (i, t) in tokens.iter().enumerate().skip(1) {
-        let auth = format!("Bearer {t}");
-        let r = w
-            .raw(
-                "GET",
-                &path,
-                &[("authorization", &auth), ("version", crate::harness::V)],
-                None,
-            )
-            .await;
-        assert_eq!(r.status, 200, "token {i}");
+        assert_eq!(get(t).await.status, 200, "token {i}");
         if i % 50 == 0 {
             peak = peak.max(rss_mib(pid));
         }

@@ -68,13 +68,7 @@ fn every_bad_construct_is_reported_with_its_place_all_at_once() {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
     // Each with file:line:col.
-    for line in out.lines() {
-        let mut parts = line.splitn(4, ':');
-        let (file, l, c) = (parts.next(), parts.next(), parts.next());
-        assert!(file.is_some_and(|f| f.ends_with(".yaml")), "{line}");
-        assert!(l.and_then(|l| l.parse::<u32>().ok()).is_some(), "{line}");
-        assert!(c.and_then(|c| c.parse::<u32>().ok()).is_some(), "{line}");
-    }
+    every_line_located(&out);
 }
 
 #[test]
@@ -134,13 +128,7 @@ fn versions_sorts_and_own_operators_are_checked_all_at_once() {
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
-    for line in out.lines() {
-        let mut parts = line.splitn(4, ':');
-        let (file, l, c) = (parts.next(), parts.next(), parts.next());
-        assert!(file.is_some_and(|f| f.ends_with(".yaml")), "{line}");
-        assert!(l.and_then(|l| l.parse::<u32>().ok()).is_some(), "{line}");
-        assert!(c.and_then(|c| c.parse::<u32>().ok()).is_some(), "{line}");
-    }
+    every_line_located(&out);
     // A body-placed dialect on a GET search, a sort that never sends its direction, and
     // a replace without a version.
     let out = check(|name, t| {
@@ -169,5 +157,16 @@ fn versions_sorts_and_own_operators_are_checked_all_at_once() {
         "strategy replace needs `version`",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}
+
+/// Every diagnostic line starts with `file.yaml:line:col`.
+fn every_line_located(out: &str) {
+    for line in out.lines() {
+        let mut parts = line.splitn(4, ':');
+        let (file, l, c) = (parts.next(), parts.next(), parts.next());
+        assert!(file.is_some_and(|f| f.ends_with(".yaml")), "{line}");
+        assert!(l.and_then(|l| l.parse::<u32>().ok()).is_some(), "{line}");
+        assert!(c.and_then(|c| c.parse::<u32>().ok()).is_some(), "{line}");
     }
 }
