@@ -5,10 +5,12 @@
 #   benches/load/instr.sh [BIN]        # default target/release/prospect-edge
 #
 # Knobs: EDGE_ENV="K=V ..." (the edge's environment, e.g. an LD_PRELOADed allocator), SCENARIO=a|b|c (GET one contact | 25-record search | create), SECONDS_=5,
-# CONNS=4, OUT=dir (keeps callgrind.out there). Starts `BIN demo` (the simulator) natively
-# and one `BIN run` edge under callgrind on 127.0.0.1; warms up, zeroes the counters,
-# drives it with wrk for SECONDS_, dumps, and divides the edge's instructions (all threads)
-# by the access-log lines written meanwhile. Prints "instr/req N (requests R)".
+# CONNS=4, OUT=dir (keeps callgrind.out there), MAPPINGS=dir (default $ROOT/mappings: give
+# another build its own tree when the mapping format differs, e.g. an A/B across a rewrite).
+# Starts `BIN demo` (the simulator) natively and one `BIN run` edge under callgrind on
+# 127.0.0.1; warms up, zeroes the counters, drives it with wrk for SECONDS_, dumps, and
+# divides the edge's instructions (all threads) by the access-log lines written meanwhile.
+# Prints "instr/req N (requests R)".
 # MODE=rss instead runs the edge natively and prints its VmHWM after wrk -t1 -c1000 -d5s
 # (BIG_CONNS, BIG_SECONDS), the 1,000 keep-alive connections of issue 8.
 set -euo pipefail
@@ -53,7 +55,7 @@ listen: 127.0.0.1:$P
 admin: 127.0.0.1:$A
 threads: 2
 grace_period_seconds: 1
-mappings: $ROOT/mappings
+mappings: ${MAPPINGS:-$ROOT/mappings}
 permissions_cache_seconds: 300
 secrets:
   ids: { demo_value: "demo-only id secret - never use in production" }
