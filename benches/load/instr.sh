@@ -5,10 +5,15 @@
 #   benches/load/instr.sh [BIN]        # default target/release/prospect-edge
 #
 # Knobs: EDGE_ENV="K=V ..." (the edge's environment, e.g. an LD_PRELOADed allocator), SCENARIO=a|b|c (GET one contact | 25-record search | create), SECONDS_=5,
-# CONNS=4, OUT=dir (keeps callgrind.out there). Starts `BIN demo` (the simulator) natively
-# and one `BIN run` edge under callgrind on 127.0.0.1; warms up, zeroes the counters,
-# drives it with wrk for SECONDS_, dumps, and divides the edge's instructions (all threads)
-# by the access-log lines written meanwhile. Prints "instr/req N (requests R)".
+# CONNS=4, OUT=dir (keeps callgrind.out there), MAPPINGS=dir (default $ROOT/mappings: give
+# another build its own tree when the mapping format differs, e.g. an A/B across a rewrite),
+# DEMO_BIN=path (the build whose `demo` runs the simulator, default BIN: `demo` loads
+# conf/demo/edge.yaml and so this tree's mappings, which a build of another mapping format
+# refuses; measure such a build with DEMO_BIN= this tree's build).
+# Starts `DEMO_BIN demo` (the simulator) natively and one `BIN run` edge under callgrind on
+# 127.0.0.1; warms up, zeroes the counters, drives it with wrk for SECONDS_, dumps, and
+# divides the edge's instructions (all threads) by the access-log lines written meanwhile.
+# Prints "instr/req N (requests R)".
 # MODE=rss instead runs the edge natively and prints its VmHWM after wrk -t1 -c1000 -d5s
 # (BIG_CONNS, BIG_SECONDS), the 1,000 keep-alive connections of issue 8.
 set -euo pipefail
@@ -41,7 +46,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_200() { for _ in $(seq 1200); do curl -sf -o /dev/null --max-time 2 "$1" && return 0; sleep 0.1; done; return 1; }
 
 DP=$(free_port); DA=$(free_port)
-"$BIN" demo --listen "127.0.0.1:$DP" --admin "127.0.0.1:$DA" >"$T/demo.out" 2>"$T/demo.log" &
+"${DEMO_BIN:-$BIN}" demo --listen "127.0.0.1:$DP" --admin "127.0.0.1:$DA" >"$T/demo.out" 2>"$T/demo.log" &
 PIDS+=("$!")
 wait_200 "http://127.0.0.1:$DA/healthz" || { echo "demo did not start" >&2; exit 1; }
 svc() { awk -v n="$1" '$1 == n { print $2 }' "$T/demo.out"; }
@@ -53,7 +58,7 @@ listen: 127.0.0.1:$P
 admin: 127.0.0.1:$A
 threads: 2
 grace_period_seconds: 1
-mappings: $ROOT/mappings
+mappings: ${MAPPINGS:-$ROOT/mappings}
 permissions_cache_seconds: 300
 secrets:
   ids: { demo_value: "demo-only id secret - never use in production" }

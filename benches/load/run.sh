@@ -8,6 +8,11 @@
 # WRK_CPUS=1 pins the load generator to that CPU list and SERVER_CPUS=0 pins everything
 # else (simulator, edges, nginx, redis) to that one: the generator "pinned apart".
 # EDGE_BIN=path uses that binary instead of building. KEEP=1 keeps the temp dir (configs, logs); PERF=1 profiles each edge's first round. Needs root only to install wrk/nginx/redis.
+# EDGE_BIN_B=path adds a second edge target, `edge-b` (no rate limit, like `edge`), run by that
+# binary with the mappings in EDGE_B_MAPPINGS (default $ROOT/mappings; give the other build's
+# own tree when the mapping format differs), for an A/B of two builds in one run: it is
+# driven in (a), (b) and (c) next to `edge`, the two in alternating order round by round.
+# The simulator and the other targets always come from EDGE_BIN (or the build).
 #
 # It starts `prospect-edge demo` (the simulator with zero latency + the dev issuer), three
 # standalone edges on that simulator (no rate limit; memory limiter; Redis limiter), nginx
@@ -74,6 +79,12 @@ else
     say "building the edge (release)"
     cargo build --release --quiet --bin prospect-edge
     BIN="$ROOT/target/release/prospect-edge"
+fi
+BIN_B=${EDGE_BIN_B:-}
+MAPPINGS_B=${EDGE_B_MAPPINGS:-$ROOT/mappings}
+if [ -n "$BIN_B" ]; then
+    [ -x "$BIN_B" ] || die "EDGE_BIN_B=$BIN_B is not an executable"
+    [ -d "$MAPPINGS_B" ] || die "EDGE_B_MAPPINGS=$MAPPINGS_B is not a directory"
 fi
 
 # ------------------------------------------------------------------ processes
@@ -142,13 +153,13 @@ fi
 REDIS_PREFIX="bench-$$-$(date +%s):"
 
 # The standalone edges: the demo's config and secrets, upstreams on the demo's simulator.
-edge_conf() { # name listen admin extra-yaml
+edge_conf() { # name listen admin extra-yaml [mappings-dir]
     cat >"$T/$1.yaml" <<YAML
 listen: 127.0.0.1:$2
 admin: 127.0.0.1:$3
 threads: 2
 grace_period_seconds: 1
-mappings: $ROOT/mappings
+mappings: ${5:-$ROOT/mappings}
 permissions_cache_seconds: 30
 secrets:
   ids: { demo_value: "demo-only id secret - never use in production" }
@@ -164,13 +175,13 @@ $4
 YAML
 }
 declare -A EDGE_PID EDGE_URL EDGE_ADMIN
-start_edge() { # name extra-yaml; sets STARTUP_MS (ms to /healthz)
-    local name=$1 p a t0 ms
+start_edge() { # name extra-yaml [binary mappings-dir]; sets STARTUP_MS (ms to /healthz)
+    local name=$1 p a t0 ms bin=${3:-$BIN}
     p=$(free_port)
     a=$(free_port)
-    edge_conf "$name" "$p" "$a" "$2"
+    edge_conf "$name" "$p" "$a" "$2" "${4:-$ROOT/mappings}"
     t0=$(now_ms)
-    "$BIN" run -c "$T/$name.yaml" --pid-file "$T/$name.pid" --upgrade-sock "$T/$name.sock" \
+    "$bin" run -c "$T/$name.yaml" --pid-file "$T/$name.pid" --upgrade-sock "$T/$name.sock" \
         >"$T/$name.out" 2>"$T/$name.log" &
     local pid=$!
     PIDS+=("$pid")
@@ -200,6 +211,8 @@ start_edge edge-mem "$LIMITS_MEM"
 STARTUPS+=("$STARTUP_MS")
 start_edge edge-redis "$LIMITS_REDIS"
 STARTUPS+=("$STARTUP_MS")
+# The A/B target: the other build, with its own mappings (not counted in STARTUPS).
+[ -z "$BIN_B" ] || start_edge edge-b "" "$BIN_B" "$MAPPINGS_B"
 
 # nginx: a plain reverse proxy to crm-core with upstream keepalive, as many workers as
 # the edge has threads, an access log like the edge's.
@@ -289,6 +302,19 @@ check 201 "nginx create" -X POST -H 'Content-Type: application/json' \
 check 200 "edge-redis GET contact" -H "$AUTH" -H "$VERSION_HDR" "${EDGE_URL[edge-redis]}$CONTACT_PATH"
 curl -s -D - -o /dev/null -H "$AUTH" -H "$VERSION_HDR" "${EDGE_URL[edge-redis]}$CONTACT_PATH" |
     grep -qi '^ratelimit' || die "edge-redis answered without RateLimit headers"
+if [ -n "$BIN_B" ]; then
+    # The same checks on edge-b, and the same public record from both builds.
+    check 200 "edge-b GET contact" -H "$AUTH" -H "$VERSION_HDR" "${EDGE_URL[edge-b]}$CONTACT_PATH"
+    cp "$T/check.body" "$T/check-b.body"
+    check 200 "edge GET contact" -H "$AUTH" -H "$VERSION_HDR" "${EDGE_URL[edge]}$CONTACT_PATH"
+    cmp -s "$T/check.body" "$T/check-b.body" ||
+        say "note: edge and edge-b answer the GET differently: $(head -c 300 "$T/check-b.body")"
+    n=$(curl -s -X POST -H "$AUTH" -H "$VERSION_HDR" -H 'Content-Type: application/json' \
+        -d "$SEARCH_BODY" "${EDGE_URL[edge-b]}/v1/contacts/search" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]))')
+    [ "$n" = 25 ] || die "edge-b's search returned $n records, expected 25"
+    check 201 "edge-b create" -X POST -H "$AUTH" -H "$VERSION_HDR" -H 'Content-Type: application/json' \
+        -d "${CREATE_BODY//\{n\}/check-edge-b}" "${EDGE_URL[edge-b]}/v1/contacts"
+fi
 
 # ------------------------------------------------------------------ measuring
 RAW="$T/raw.tsv" # scenario target round rps p50_us p99_us requests non2xx sockerr proxy_ticks sim_ticks
@@ -341,7 +367,15 @@ drive() { # scenario target round url method headers body
     fi
     say "  $1 $2 round $3: $4 req/s, p50 $5 us, p99 $6 us, non-2xx $8, socket errors $9"
 }
-declare -A HWM
+# `edge`, then `edge-b` when there is one, the order swapped every other round.
+drive_edges() { # scenario round path method headers body
+    local t order=(edge)
+    if [ -n "$BIN_B" ]; then
+        if (($2 % 2)); then order=(edge edge-b); else order=(edge-b edge); fi
+    fi
+    for t in "${order[@]}"; do drive "$1" "$t" "$2" "${EDGE_URL[$t]}$3" "$4" "$5" "$6"; done
+}
+declare -A HWM HWM_B
 hwm() { awk '/VmHWM/ { print int($2 / 1024) }' "/proc/${EDGE_PID[$1]}/status"; }
 rss() { awk '/VmRSS/ { print int($2 / 1024) }' "/proc/${EDGE_PID[$1]}/status"; }
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -351,15 +385,17 @@ for r in $(seq "$ROUNDS"); do
     drive a direct "$r" "$CRM/api/v3/contacts/1" GET "$TRUST" ""
     drive a nginx "$r" "$NGINX_URL/api/v3/contacts/1" GET "" ""
     drive a peer "$r" "$PEER_URL/v1/contacts/con_1" GET "$AUTH" ""
-    drive a edge "$r" "${EDGE_URL[edge]}$CONTACT_PATH" GET "$AUTH|$VERSION_HDR" ""
+    drive_edges a "$r" "$CONTACT_PATH" GET "$AUTH|$VERSION_HDR" ""
 done
 HWM[a]=$(hwm edge)
+[ -z "$BIN_B" ] || HWM_B[a]=$(hwm edge-b)
 for r in $(seq "$ROUNDS"); do
     drive b direct "$r" "$CRM/api/v3/contacts/query" POST "$TRUST" "$SEARCH_UP"
     drive b nginx "$r" "$NGINX_URL/api/v3/contacts/query" POST "" "$SEARCH_UP"
-    drive b edge "$r" "${EDGE_URL[edge]}/v1/contacts/search" POST "$AUTH|$VERSION_HDR" "$SEARCH_BODY"
+    drive_edges b "$r" /v1/contacts/search POST "$AUTH|$VERSION_HDR" "$SEARCH_BODY"
 done
 HWM[b]=$(hwm edge)
+[ -z "$BIN_B" ] || HWM_B[b]=$(hwm edge-b)
 for r in $(seq "$ROUNDS"); do
     drive d nginx "$r" "$NGINX_URL/api/v3/contacts/1" GET "" ""
     drive d peer "$r" "$PEER_URL/v1/contacts/con_1" GET "$AUTH" ""
@@ -378,9 +414,10 @@ HWM[e]=$(hwm edge)
 for r in $(seq "$ROUNDS"); do
     drive c direct "$r" "$CRM/api/v3/contacts" POST "$TRUST" "$CREATE_UP"
     drive c nginx "$r" "$NGINX_URL/api/v3/contacts" POST "" "$CREATE_UP"
-    drive c edge "$r" "${EDGE_URL[edge]}/v1/contacts" POST "$AUTH|$VERSION_HDR" "$CREATE_BODY"
+    drive_edges c "$r" /v1/contacts POST "$AUTH|$VERSION_HDR" "$CREATE_BODY"
 done
 HWM[c]=$(hwm edge)
+[ -z "$BIN_B" ] || HWM_B[c]=$(hwm edge-b)
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # 1,000 concurrent keep-alive connections on the edge with the memory limiter.
@@ -411,7 +448,7 @@ done
 # ------------------------------------------------------------------ the table
 COMMIT=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src benches Cargo.toml || echo "+dirty")
 DATE=$(date -u +%Y-%m-%d)
-OUT="benches/results/$DATE-$COMMIT.md"
+OUT="benches/results/$DATE-$COMMIT${BIN_B:+-ab}.md"
 mkdir -p benches/results
 python3 - "$RAW" >"$T/table.md" <<PY
 import statistics as st, sys
@@ -425,12 +462,14 @@ for s, t, r, rps, p50, p99, n, non2xx, sockerr, pt, stk in rows:
 names = {"a": "(a) GET one contact", "b": "(b) search, 25 records", "c": "(c) create a contact",
          "d": "(d) GET one contact, rate limit", "e": "(e) search, 100 records, by coding"}
 hwm = {"a": "${HWM[a]}", "b": "${HWM[b]}", "c": "${HWM[c]}", "d": "${HWM[d]}", "e": "${HWM[e]}"}
+hwm_b = {"a": "${HWM_B[a]:-}", "b": "${HWM_B[b]:-}", "c": "${HWM_B[c]:-}"}
 def med(k, i):
     return st.median(x[i] for x in by[k])
 print("| scenario | target | req/s | p50 ms | p99 ms | edge/nginx (edge/peer) req/s | edge p99 − nginx p99 | proxy CPU µs/req | simulator CPU µs/req | errors | edge VmHWM |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for s in "abdec":
     targets = [t for (ss, t) in by if ss == s]
+    last = [t for t in targets if t != "edge-b"][-1] if targets else None
     for t in targets:
         k = (s, t)
         rps, p50, p99 = med(k, 0), med(k, 1) / 1000, med(k, 2) / 1000
@@ -439,13 +478,17 @@ for s in "abdec":
         if t.startswith("edge") and (s, "nginx") in by:
             ratio = "%.2f×" % (rps / med((s, "nginx"), 0))
             diff = "%+.2f ms" % (p99 - med((s, "nginx"), 2) / 1000)
-            mem = hwm[s] + " MiB" if t == targets[-1] else ""
+            mem = hwm[s] + " MiB" if t == last else ""
+            if t == "edge-b":
+                mem = hwm_b[s] + " MiB"
         if t.startswith("edge") and (s, "peer") in by:
             ratio += " (%.2f× peer)" % (rps / med((s, "peer"), 0))
         if s == "e" and t != "edge":
             ratio += "%.2f× identity" % (rps / med(("e", "edge"), 0))
             pcpu_id = med(("e", "edge"), 5)
             diff = "%+.0f µs CPU/req" % (med(k, 5) - pcpu_id)
+        if t == "edge-b" and (s, "edge") in by:
+            ratio += " (%.2f× edge)" % (rps / med((s, "edge"), 0))
         if s == "d" and t == "edge-redis":
             ratio += " (%.2f× edge-mem)" % (rps / med(("d", "edge-mem"), 0))
         pcpu = "" if t == "direct" else "%.0f" % med(k, 5)
@@ -461,6 +504,10 @@ PY
         echo "Pinned: wrk on CPU ${WRK_CPUS:-any}; simulator, edges, nginx and redis on CPU ${SERVER_CPUS:-any}."
     fi
     echo "Edge: 2 threads; nginx: 2 workers; simulator: 1 runtime thread (zero latency)."
+    echo "edge (and the simulator): $BIN; mappings $ROOT/mappings."
+    if [ -n "$BIN_B" ]; then
+        echo "edge-b: $BIN_B; mappings $MAPPINGS_B (driven next to edge, order alternating by round)."
+    fi
     echo
     cat "$T/table.md"
     echo
