@@ -149,7 +149,8 @@ pub fn to_upstream(
         ctx,
         errors,
         out,
-        claims: Vec::new(),
+        claims: Vec::with_capacity(fields.len()),
+        claim_ptrs: String::with_capacity(fields.len() * 16),
     };
     w.fields(fields, body, mode, prefix);
 }
@@ -159,9 +160,11 @@ struct Writer<'a, 'c> {
     ctx: &'a Ctx<'c>,
     errors: &'a mut Vec<FieldError>,
     out: &'a mut Map<String, Value>,
-    /// (upstream path, public pointer) of the fields written as scalars; the value is the
-    /// one in `out`.
-    claims: Vec<(&'a UpPath, String)>,
+    /// (upstream path, public pointer as a range of `claim_ptrs`) of the fields written as
+    /// scalars; the value is the one in `out`.
+    claims: Vec<(&'a UpPath, std::ops::Range<usize>)>,
+    /// The claims' public pointers, one after the other (one buffer, not one per field).
+    claim_ptrs: String,
 }
 
 impl<'a> Writer<'a, '_> {
@@ -185,8 +188,15 @@ impl<'a> Writer<'a, '_> {
                 .push(FieldError::new(format!("{prefix}/id"), "is read-only"));
         }
         for f in fields {
-            let ptr = format!("{prefix}/{}", f.name);
             let v = body.get(&f.name);
+            // An absent field with nothing to write or report costs nothing (no pointer).
+            if v.is_none()
+                && (mode == WriteMode::Patch
+                    || (f.default.is_none() && !(f.required && !self.claimed(f))))
+            {
+                continue;
+            }
+            let ptr = format!("{prefix}/{}", f.name);
             match (v, f.access, mode) {
                 (Some(_), Access::ReadOnly, _) => {
                     self.errors.push(FieldError::new(ptr, "is read-only"));
@@ -258,21 +268,24 @@ impl<'a> Writer<'a, '_> {
     /// Writes a scalar at `path` for the public pointer `ptr`, unless another field wrote a
     /// different value there.
     fn put(&mut self, path: &'a UpPath, ptr: &str, value: Value) {
-        if let Some((_, other)) = self.claims.iter().find(|(q, _)| q.0 == path.0) {
+        if let Some((_, at)) = self.claims.iter().find(|(q, _)| q.0 == path.0) {
             if written(self.out, path) != Some(&value) {
+                let other = self.claim_ptrs[at.clone()].to_string();
                 self.errors.push(FieldError::new(
                     ptr.to_string(),
                     format!("must agree with `{other}`: both set the same field"),
                 ));
                 self.errors.push(FieldError::new(
-                    other.clone(),
+                    other,
                     format!("must agree with `{ptr}`: both set the same field"),
                 ));
             }
             return;
         }
         path.set(self.out, value);
-        self.claims.push((path, ptr.to_string()));
+        let start = self.claim_ptrs.len();
+        self.claim_ptrs.push_str(ptr);
+        self.claims.push((path, start..self.claim_ptrs.len()));
     }
 
     fn null(&mut self, f: &'a Field, ptr: &str) {
