@@ -7,12 +7,17 @@
 //! another representation, so its tag carries the coding as a suffix (`"…-br"`) and stays
 //! strong; `If-None-Match` matches a tag with or without the suffix.
 
-use sha2::{Digest, Sha256};
-
-/// `"<32 hex>"`: the first 128 bits of SHA-256 over `body`.
+/// `"<32 hex>"`: XXH3-128 of `body`.
+///
+/// A validator, not a secret: it only has to change when the bytes change and to be the
+/// same on every node (a client revalidates wherever the load balancer sends it), so a
+/// specified 128-bit non-cryptographic hash does. It replaced SHA-256, which cost ~22,700
+/// of a GET's ~219,000 instructions under callgrind (no SHA extensions there); a
+/// collision would at worst answer one client's revalidation with a 304 for its own
+/// changed record, with odds of 2⁻¹²⁸ per change.
 pub fn strong(body: &[u8]) -> String {
-    let digest = Sha256::digest(body);
-    format!("\"{}\"", crate::hex::encode(&digest[..16]))
+    let h = xxhash_rust::xxh3::xxh3_128(body);
+    format!("\"{}\"", crate::hex::encode(&h.to_be_bytes()))
 }
 
 /// The tag of the `coding`-coded representation of a body tagged `tag`.

@@ -64,12 +64,17 @@ pub fn load(path: &Path) -> Result<(EdgeConfig, mapping::Plan), Diags> {
 }
 
 /// A configured port 0 becomes a free port now, so it can be printed and reached.
-fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+/// A free port for an address with port 0. The probe listener is kept in `held` until every
+/// listener's port is chosen: closed at once, the next probe could be given the same port
+/// (seen in the e2e suite: public and admin on one port, the public bind failing).
+fn concrete(addr: SocketAddr, held: &mut Vec<TcpListener>) -> std::io::Result<SocketAddr> {
     if addr.port() != 0 {
         return Ok(addr);
     }
     let l = TcpListener::bind(addr)?;
-    l.local_addr()
+    let a = l.local_addr();
+    held.push(l);
+    a
 }
 
 struct Background {
@@ -163,11 +168,30 @@ async fn watch_draining(
 
 /// Runs the edge until SIGTERM/SIGINT (or SIGQUIT for an upgrade).
 pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std::io::Result<()> {
-    cfg.listen = concrete(cfg.listen)?;
-    cfg.admin = concrete(cfg.admin)?;
-    if let Some(t) = cfg.tls.as_mut() {
-        t.listen = concrete(t.listen)?;
+    if !flags.upgrade {
+        // pingora builds each listener in its service's own thread and only that thread
+        // dies when a bind fails: the process would stay up, the admin listener ready, the
+        // public one absent. A configured address that is taken stops the start here. (An
+        // upgrade inherits the old process's sockets instead of binding.)
+        let tls = cfg.tls.as_ref().map(|t| t.listen);
+        for addr in [Some(cfg.listen), Some(cfg.admin), tls]
+            .into_iter()
+            .flatten()
+        {
+            if addr.port() != 0 {
+                TcpListener::bind(addr).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+                })?;
+            }
+        }
     }
+    let mut held = Vec::new();
+    cfg.listen = concrete(cfg.listen, &mut held)?;
+    cfg.admin = concrete(cfg.admin, &mut held)?;
+    if let Some(t) = cfg.tls.as_mut() {
+        t.listen = concrete(t.listen, &mut held)?;
+    }
+    drop(held);
     let conf = ServerConf {
         threads: cfg.threads,
         grace_period_seconds: Some(cfg.grace_period.as_secs()),

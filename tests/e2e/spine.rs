@@ -310,3 +310,53 @@ fn check_reports_every_mistake_with_its_location() {
     );
     assert!(String::from_utf8_lossy(&ok.stdout).starts_with("ok: "));
 }
+
+/// A configured public address that is already taken stops the start with a clear error
+/// (pingora alone would leave the process up, its admin listener ready and no public one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_listen_address_stops_the_start() {
+    let w = World::start().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let config = w
+        .config
+        .replace("listen: 127.0.0.1:0", &format!("listen: {addr}"));
+    assert_ne!(config, w.config, "the test config names its listen address");
+    let dir = tempdir::Dir::new("taken");
+    let conf = dir.path().join("edge.yaml");
+    std::fs::write(&conf, config).expect("write config");
+    let log = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_prospect-edge"))
+        .arg("run")
+        .arg("-c")
+        .arg(&conf)
+        .arg("--pid-file")
+        .arg(dir.path().join("edge.pid"))
+        .arg("--upgrade-sock")
+        .arg(dir.path().join("upgrade.sock"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("run");
+    // The outcome within a generous deadline: it exits on its own, or it is still up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break Some(st);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("still running on a taken address: {stderr}"));
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    drop(taken);
+}
