@@ -190,10 +190,10 @@ impl<'a> Writer<'a, '_> {
         for f in fields {
             let v = body.get(&f.name);
             // An absent field with nothing to write or report costs nothing (no pointer).
-            if v.is_none()
-                && (mode == WriteMode::Patch
-                    || (f.default.is_none() && !(f.required && !self.claimed(f))))
-            {
+            let nothing_to_do = |w: &Self| {
+                mode == WriteMode::Patch || (f.default.is_none() && (!f.required || w.claimed(f)))
+            };
+            if v.is_none() && nothing_to_do(self) {
                 continue;
             }
             let ptr = format!("{prefix}/{}", f.name);
