@@ -357,7 +357,7 @@ impl Exec<'_> {
                     Some(l) => {
                         // Any instance's origin: each replica links to itself.
                         let origins = self.upstreams.origins(&self.res.service);
-                        match origins.iter().find_map(|base| follow(base, &l)) {
+                        match follow(&origins, &l) {
                             Some(pq) => Some(Pos::Link(Some(pq))),
                             None => {
                                 // Never followed: another origin could receive the trust headers.
@@ -435,10 +435,14 @@ impl Pos {
     }
 }
 
-/// A next link, checked against the service's origin: the path and query to request, or
-/// `None` when it points anywhere else (another host, scheme or port, a network-path
-/// reference, a relative path).
-pub fn follow(base: &str, link: &str) -> Option<String> {
+/// A next link, checked against the origins of the service's instances (each replica links
+/// to itself): the path and query to request, or `None` when it points anywhere else
+/// (another host, scheme or port, a network-path reference, a relative path).
+pub fn follow(origins: &[&str], link: &str) -> Option<String> {
+    origins.iter().find_map(|base| follow_one(base, link))
+}
+
+fn follow_one(base: &str, link: &str) -> Option<String> {
     let (origin, prefix) = match base.find("://") {
         Some(i) => match base[i + 3..].find('/') {
             Some(j) => base.split_at(i + 3 + j),
@@ -491,4 +495,38 @@ fn link_next(headers: &http::HeaderMap) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::follow;
+
+    #[test]
+    fn a_next_link_is_followed_only_to_an_instance_of_the_service() {
+        let origins = ["http://10.0.0.5:8081", "http://10.0.0.6:8081"];
+        let cases = [
+            (
+                "http://10.0.0.5:8081/odata/Contacts?$skiptoken=2",
+                Some("/odata/Contacts?$skiptoken=2"),
+            ),
+            // The second replica's own absolute link.
+            (
+                "http://10.0.0.6:8081/odata/Contacts?$skiptoken=2",
+                Some("/odata/Contacts?$skiptoken=2"),
+            ),
+            ("HTTP://10.0.0.6:8081/a", Some("/a")),
+            ("/odata/Contacts?page=3", Some("/odata/Contacts?page=3")),
+            ("http://10.0.0.7:8081/odata/Contacts", None),
+            ("http://10.0.0.5:8082/odata/Contacts", None),
+            ("https://10.0.0.5:8081/odata/Contacts", None),
+            ("//10.0.0.5:8081/odata/Contacts", None),
+            ("odata/Contacts", None),
+            ("http://10.0.0.5:8081.evil.example/x", None),
+            ("http://10.0.0.5:8081/a b", None),
+        ];
+        for (link, want) in cases {
+            assert_eq!(follow(&origins, link).as_deref(), want, "{link}");
+        }
+        assert_eq!(follow(&[], "/a"), None);
+    }
 }
