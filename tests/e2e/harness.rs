@@ -126,20 +126,27 @@ pub fn edge_config(sim: &legacy_sim::Sim, jwks_url: &str, mappings: &Path) -> St
     )
 }
 
-/// Starts the edge binary with `config` and waits until its admin listener is ready.
-pub fn spawn_edge(dir: tempdir::Dir, config: &str) -> Edge {
-    let conf = dir.path().join("edge.yaml");
+/// `prospect-edge run` with `config` written into `dir` (its pid file there too, its
+/// upgrade socket under a unique temp name), not yet started.
+pub fn edge_command(dir: &Path, config: &str) -> Command {
+    let conf = dir.join("edge.yaml");
     std::fs::write(&conf, config).expect("write config");
-    let log = std::fs::File::create(dir.path().join("edge.log")).expect("log file");
     let n: u64 = rand::random();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_prospect-edge"))
-        .arg("run")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_prospect-edge"));
+    cmd.arg("run")
         .arg("-c")
         .arg(&conf)
         .arg("--pid-file")
-        .arg(dir.path().join("edge.pid"))
+        .arg(dir.join("edge.pid"))
         .arg("--upgrade-sock")
-        .arg(std::env::temp_dir().join(format!("pe-upgrade-{n:x}.sock")))
+        .arg(std::env::temp_dir().join(format!("pe-upgrade-{n:x}.sock")));
+    cmd
+}
+
+/// Starts the edge binary with `config` and waits until its admin listener is ready.
+pub fn spawn_edge(dir: tempdir::Dir, config: &str) -> Edge {
+    let log = std::fs::File::create(dir.path().join("edge.log")).expect("log file");
+    let mut child = edge_command(dir.path(), config)
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()

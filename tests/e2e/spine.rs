@@ -323,17 +323,8 @@ async fn a_taken_listen_address_stops_the_start() {
         .replace("listen: 127.0.0.1:0", &format!("listen: {addr}"));
     assert_ne!(config, w.config, "the test config names its listen address");
     let dir = tempdir::Dir::new("taken");
-    let conf = dir.path().join("edge.yaml");
-    std::fs::write(&conf, config).expect("write config");
     let log = dir.path().join("stderr.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_prospect-edge"))
-        .arg("run")
-        .arg("-c")
-        .arg(&conf)
-        .arg("--pid-file")
-        .arg(dir.path().join("edge.pid"))
-        .arg("--upgrade-sock")
-        .arg(dir.path().join("upgrade.sock"))
+    let mut child = crate::harness::edge_command(dir.path(), &config)
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
