@@ -130,14 +130,16 @@ impl<A> Bounded<A> {
 /// peer that vanished without a FIN is found within `idle + interval × count`) and
 /// `TCP_USER_TIMEOUT` = the write deadline.
 ///
-/// Why the kernel's timeout as well as pingora's write deadline: when an HTTP/1 write
-/// misses its deadline pingora drops the session and closes the socket, but `close()`
-/// leaves the unsent answer in the kernel's send queue with the FIN behind it, and a
-/// client that never reads keeps that orphan (and its buffers, ~300 KB each on loopback)
-/// alive under zero-window probes for minutes. With `TCP_USER_TIMEOUT`, data that stays
-/// untransmitted behind a zero window that long makes the kernel reset the connection
-/// (Linux ≥ 5.11 counts it from the first probe), whether or not the socket is still open.
-/// A client that reads, however slowly, reopens the window and is not affected.
+/// Why the kernel's timeout as well as pingora's write deadline: without it, HTTP/1
+/// clients that never read kept their sessions and connections (the test
+/// `bounds::http1_clients_that_never_read_are_closed_at_the_write_deadline` saw all 20
+/// still open after 50 s, and an unsent answer left in a closed socket's send queue keeps
+/// an orphan alive under zero-window probes for minutes). With `TCP_USER_TIMEOUT`, data
+/// that stays untransmitted behind a zero window that long makes the kernel reset the
+/// connection (Linux ≥ 5.11 counts it from the first probe): the edge's pending write
+/// fails, the session ends, and the kernel frees the buffers, whether or not the socket
+/// is still open. A client that reads, however slowly, reopens the window and is not
+/// affected.
 pub fn accepted_socket_options(bounds: &ClientBounds) -> pingora::listeners::TcpSocketOptions {
     let mut o = pingora::listeners::TcpSocketOptions::default();
     o.tcp_keepalive = Some(pingora::protocols::l4::ext::TcpKeepalive {
