@@ -91,18 +91,7 @@ async fn a_claim_given_up_during_a_redis_stall_does_not_lock_the_key() {
 }
 
 async fn get_as(w: &World, at: SocketAddr, tenant: u32, client: &str) -> Resp {
-    let mut m = prospect_edge::token::Mint::new(tenant, 201);
-    m.client = client.into();
-    let auth = format!("Bearer {}", w.token_with(&m));
-    let path = format!("/v1/contacts/{}", w.id("con", tenant, 1));
-    w.raw_at(
-        at,
-        "GET",
-        &path,
-        &[("authorization", &auth), ("version", V)],
-        None,
-    )
-    .await
+    crate::policies::get_as(w, at, tenant, 201, client).await
 }
 
 fn with(extra: String) -> impl FnOnce(&legacy_sim::issuer::Issuer, &mut String) {

@@ -364,6 +364,19 @@ impl World {
         }
     }
 
+    /// `GET path` on the edge at `at` with a bearer `token` and the current version.
+    pub async fn get_at(&self, at: SocketAddr, path: &str, token: &str) -> Resp {
+        let auth = format!("Bearer {token}");
+        self.raw_at(
+            at,
+            "GET",
+            path,
+            &[("authorization", &auth), ("version", V)],
+            None,
+        )
+        .await
+    }
+
     /// An authenticated JSON call as (tenant, user) with the current version.
     pub async fn call(
         &self,

@@ -11,16 +11,8 @@ use serde_json::json;
 use crate::harness::{spawn_edge, tempdir, Resp, World, V};
 
 async fn get_at(w: &World, at: SocketAddr, n: i64) -> Resp {
-    let auth = format!("Bearer {}", w.token(1, 101));
     let path = format!("/v1/contacts/{}", w.id("con", 1, 1 + n % 5));
-    w.raw_at(
-        at,
-        "GET",
-        &path,
-        &[("authorization", &auth), ("version", V)],
-        None,
-    )
-    .await
+    w.get_at(at, &path, &w.token(1, 101)).await
 }
 
 async fn create_at(w: &World, at: SocketAddr, i: u32) -> Resp {

@@ -47,6 +47,11 @@ impl OwnRedis {
         let dir = tempdir::Dir::new("redis");
         let port = free_low_port();
         let child = spawn(dir.path(), port, extra);
+        OwnRedis::answering(port, child, dir, "redis-server")
+    }
+
+    /// The server just started on `port`, once it answers PING.
+    fn answering(port: u16, child: Child, dir: tempdir::Dir, what: &str) -> OwnRedis {
         let r = OwnRedis {
             port,
             child,
@@ -55,7 +60,7 @@ impl OwnRedis {
         };
         assert!(
             r.wait_ping(Duration::from_secs(10)),
-            "redis-server on {port} did not answer PING"
+            "{what} on {port} did not answer PING"
         );
         r
     }
@@ -339,17 +344,7 @@ impl OwnRedis {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn redis-server --sentinel");
-        let r = OwnRedis {
-            port,
-            child,
-            killed: false,
-            _dir: dir,
-        };
-        assert!(
-            r.wait_ping(Duration::from_secs(10)),
-            "sentinel on {port} did not answer PING"
-        );
-        r
+        OwnRedis::answering(port, child, dir, "sentinel")
     }
 
     /// Whether the process still runs (not killed by the test).

@@ -29,19 +29,12 @@ fn rate_config(backend: &str, tag: &str) -> String {
     )
 }
 
-async fn get_as(w: &World, at: SocketAddr, tenant: u32, user: u64, client: &str) -> Resp {
+/// `GET` of the tenant's first contact on the edge at `at`, as (tenant, user) of `client`.
+pub async fn get_as(w: &World, at: SocketAddr, tenant: u32, user: u64, client: &str) -> Resp {
     let mut m = prospect_edge::token::Mint::new(tenant, user);
     m.client = client.into();
-    let auth = format!("Bearer {}", w.token_with(&m));
     let path = format!("/v1/contacts/{}", w.id("con", tenant, 1));
-    w.raw_at(
-        at,
-        "GET",
-        &path,
-        &[("authorization", &auth), ("version", V)],
-        None,
-    )
-    .await
+    w.get_at(at, &path, &w.token_with(&m)).await
 }
 
 async fn rate_limits_count_down_and_refuse(backend: &str) {

@@ -21,17 +21,10 @@ pub struct Context<'a> {
 
 impl Context<'static> {
     /// The six services of the legacy platform, under the names the shipped configs give
-    /// them.
+    /// them (the reference platform's list, as the simulator implements it).
     pub fn legacy() -> Context<'static> {
         Context {
-            upstream_names: vec![
-                "crm-core",
-                "sales",
-                "workflow",
-                "engagements",
-                "audit",
-                "iam",
-            ],
+            upstream_names: legacy_sim::SERVICES.to_vec(),
         }
     }
 }
