@@ -301,26 +301,37 @@ impl Exec<'_> {
         })
     }
 
-    pub async fn create(&self, body: Option<&Value>) -> Result<Done, Problem> {
-        if let Some(src) = self.res.sources.iter().find(|s| s.create.is_some()) {
-            return Box::pin(self.on(src).create(body)).await;
-        }
-        let call = self.res.create.as_ref().ok_or_else(not_allowed)?;
-        let obj = self.object(body)?;
+    /// The upstream record of a validated public body, or every field error at once.
+    fn upstream_record(
+        &self,
+        obj: &Map<String, Value>,
+        mode: WriteMode,
+    ) -> Result<Map<String, Value>, Problem> {
         let mut errors = Vec::new();
         let mut record = Map::new();
         transform::to_upstream(
             &self.res.fields,
             &self.ctx(),
             obj,
-            WriteMode::Create,
+            mode,
             "",
             &mut errors,
             &mut record,
         );
-        if !errors.is_empty() {
-            return Err(Problem::invalid(errors));
+        if errors.is_empty() {
+            Ok(record)
+        } else {
+            Err(Problem::invalid(errors))
         }
+    }
+
+    pub async fn create(&self, body: Option<&Value>) -> Result<Done, Problem> {
+        if let Some(src) = self.res.sources.iter().find(|s| s.create.is_some()) {
+            return Box::pin(self.on(src).create(body)).await;
+        }
+        let call = self.res.create.as_ref().ok_or_else(not_allowed)?;
+        let obj = self.object(body)?;
+        let record = self.upstream_record(obj, WriteMode::Create)?;
         let rec = self.write(call, None, &record).await?;
         let data = self.public(&rec)?;
         let location = data
@@ -338,20 +349,7 @@ impl Exec<'_> {
         let upd = self.res.update.as_ref().ok_or_else(not_allowed)?;
         let id = self.open(public_id)?;
         let obj = self.object(body)?;
-        let mut errors = Vec::new();
-        let mut patch = Map::new();
-        transform::to_upstream(
-            &self.res.fields,
-            &self.ctx(),
-            obj,
-            WriteMode::Patch,
-            "",
-            &mut errors,
-            &mut patch,
-        );
-        if !errors.is_empty() {
-            return Err(Problem::invalid(errors));
-        }
+        let patch = self.upstream_record(obj, WriteMode::Patch)?;
         let rec = match (&upd.strategy, &upd.version) {
             (UpdateStrategy::Partial, None) => self.write(&upd.call, Some(&id), &patch).await?,
             (strategy, Some(v)) => self.versioned_write(upd, *strategy, v, &id, patch).await?,
