@@ -224,7 +224,7 @@ pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std
     let bounds = rt.cfg.client_bounds.clone();
     let h2_streams = crate::bounds::h2_stream_slots(&bounds);
     let proxy = Arc::new(Bounded::new(
-        pingora::proxy::http_proxy(&server.configuration, Edge { rt: rt.clone() }),
+        Edge::new(rt.clone()),
         bounds.clone(),
         h2_streams.clone(),
     ));
@@ -252,11 +252,7 @@ pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std
         // deadline) before pingora's HTTP app reads them.
         let acceptor = crate::tls::acceptor(certs.clone())
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let proxy = Arc::new(Bounded::new(
-            pingora::proxy::http_proxy(&server.configuration, Edge { rt: rt.clone() }),
-            bounds,
-            h2_streams,
-        ));
+        let proxy = Arc::new(Bounded::new(Edge::new(rt.clone()), bounds, h2_streams));
         let mut service = Service::new(
             "public-tls".to_string(),
             crate::tls::TlsFront {

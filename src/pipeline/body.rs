@@ -1,7 +1,7 @@
 //! Stage `body`: the whole request body, bounded in size and time, parsed as strict JSON;
 //! then an older release's body brought forwards to the current shape.
 
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 use serde_json::Value;
 
 use super::route::Operation;

@@ -1,4 +1,4 @@
-//! The request path: one pingora `ProxyHttp` whose `request_filter` runs every `/v1`
+//! The request path: one pingora HTTP app (`HttpServerApp`) that runs every `/v1`
 //! operation as a pipeline of named stages and answers it itself.
 //!
 //! Why not proxy phases: most public operations need the whole request before the first
@@ -24,8 +24,10 @@ mod version;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::prelude::*;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
 
 use crate::mapping::versions;
 use crate::mapping::Trust;
@@ -48,11 +50,22 @@ macro_rules! stage {
 
 pub struct Edge {
     pub rt: Arc<Runtime>,
+    /// Set (and `stopped` notified) when the service stops.
+    stop: std::sync::atomic::AtomicBool,
+    stopped: tokio::sync::Notify,
 }
 
 impl Edge {
+    pub fn new(rt: Arc<Runtime>) -> Edge {
+        Edge {
+            rt,
+            stop: Default::default(),
+            stopped: tokio::sync::Notify::new(),
+        }
+    }
+
     /// The whole `/v1` pipeline for one request, stage by stage.
-    async fn handle(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Reply, Problem> {
+    async fn handle(&self, session: &mut ServerSession, ctx: &mut Ctx) -> Result<Reply, Problem> {
         let rt = &*self.rt;
         let plan = rt.plan.load_full();
         // Echo the client's release when it is one, even on errors before the version stage.
@@ -136,21 +149,79 @@ impl Edge {
     }
 }
 
+/// The public listener's HTTP app: reads each request head, runs [`Edge::serve`], logs
+/// it and hands the connection back for the next request.
+///
+/// Why not pingora's `HttpProxy` with a `ProxyHttp` whose `request_filter` answers
+/// everything (sessions 1–5): the edge never used its proxy phases, but paid for them on
+/// every request — its per-request `Session` (downstream modules, cache and subrequest
+/// state) and the proxy's futures, large enough that moving them into their boxes was
+/// ~18k of a GET's ~196k instructions under callgrind (`benches/README.md`). This app does
+/// what `HttpProxy` did around `request_filter` for a request answered there: the head is
+/// read unless the service is stopping (then the connection is dropped), a head pingora's
+/// parser refuses gets its 400 and `CONNECT` its 405 (both replaced by problems in
+/// `head_guard`), keep-alive ends when the service stops, the access line is written
+/// whatever happened, and a session whose answer could not be written is not reused.
 #[async_trait]
-impl ProxyHttp for Edge {
-    type CTX = Ctx;
-
-    fn new_ctx(&self) -> Ctx {
-        Ctx::new()
+impl HttpServerApp for Edge {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        let read = tokio::select! {
+            biased; // a head already buffered is served before a stop is noticed
+            read = session.read_request() => read,
+            _ = self.stopping() => return None,
+        };
+        match read {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                if matches!(e.etype, ErrorType::InvalidHTTPHeader) {
+                    let _ = session.respond_error(400).await;
+                }
+                session.shutdown().await;
+                return None;
+            }
+        }
+        if session.req_header().method == http::Method::CONNECT {
+            let _ = session.respond_error(405).await;
+            session.shutdown().await;
+            return None;
+        }
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        }
+        let mut ctx = Ctx::new();
+        let served = self.serve(&mut session, &mut ctx).await;
+        self.log(&session, &ctx);
+        if let Err(e) = served {
+            // Nothing more can be written on a broken connection; anything else failed
+            // before the answer's head went out.
+            if !matches!(
+                e.etype,
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+            ) {
+                let _ = session.respond_error(500).await;
+            }
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        let reusable = session.finish().await.ok().flatten()?;
+        Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
     }
 
-    /// Never reached: every request is answered in `request_filter`.
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        Err(Error::new(ErrorType::InternalError))
+    /// The service stops: idle keep-alive connections waiting for a head are dropped.
+    async fn http_cleanup(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.stopped.notify_waiters();
     }
+}
 
-    /// Runs the whole pipeline and writes the answer; `Ok(true)` ends pingora's processing.
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+impl Edge {
+    /// One request: head checks, the `/v1` pipeline, the answer written.
+    async fn serve(&self, session: &mut ServerSession, ctx: &mut Ctx) -> Result<()> {
         let req = session.req_header();
         ctx.start_trace(req.headers.get("traceparent").and_then(|v| v.to_str().ok()));
         let instance = req.uri.path().to_string();
@@ -164,13 +235,11 @@ impl ProxyHttp for Edge {
             };
             let reply = self.problem_reply(&p, instance, &ctx.trace_id);
             ctx.version = self.rt.plan.load().versions.current.clone();
-            respond::write(session, ctx, reply, self.draining()).await?;
-            return Ok(true);
+            return respond::write(session, ctx, reply, self.draining()).await;
         }
         if let Some(preflight) = head::cors(self.rt.cfg.cors.as_ref(), req, ctx) {
             ctx.version = self.rt.plan.load().versions.current.clone();
-            respond::write(session, ctx, preflight, self.draining()).await?;
-            return Ok(true);
+            return respond::write(session, ctx, preflight, self.draining()).await;
         }
         ctx.clock.lap(crate::metrics::Stage::Head);
         let reply = match self.handle(session, ctx).await {
@@ -185,11 +254,22 @@ impl ProxyHttp for Edge {
         };
         respond::write(session, ctx, reply, self.draining()).await?;
         ctx.clock.lap(crate::metrics::Stage::Respond);
-        Ok(true)
+        Ok(())
+    }
+
+    /// Resolves once the service is stopping.
+    async fn stopping(&self) {
+        let notified = self.stopped.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.stop.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        notified.await;
     }
 
     /// One structured access-log line per request: never a token, never a body.
-    async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut Ctx) {
+    fn log(&self, session: &ServerSession, ctx: &Ctx) {
         let (tenant, client, user) = match &ctx.identity {
             Some(i) => (i.tenant, i.client_id.as_str(), i.user),
             None => (0, "", 0),

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
-use pingora::proxy::Session;
+use pingora::protocols::http::ServerSession as Session;
 
 use super::Ctx;
 use crate::problem::Problem;
@@ -90,11 +90,9 @@ pub async fn write(
         session.set_keepalive(None);
     }
     let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(h), no_body || head_only)
-        .await?;
+    session.write_response_header(Box::new(h)).await?;
     if !no_body && !head_only {
-        session.write_response_body(Some(out.body), true).await?;
+        session.write_response_body(out.body, true).await?;
     }
     Ok(())
 }
