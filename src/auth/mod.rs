@@ -142,15 +142,23 @@ fn is_jwt_char(b: u8) -> bool {
 }
 
 /// The dots of a token and whether every byte is a JWT character, in one branch-free pass
-/// that the compiler vectorizes (a byte-at-a-time `&&` chain cost ~8,500 of a GET's
-/// instructions for a 600-byte token under callgrind).
+/// over 32-byte blocks with byte-wide counters, which the compiler vectorizes (a
+/// byte-at-a-time `&&` chain cost ~8,500 of a GET's instructions for a 600-byte token
+/// under callgrind, and a fold with a `usize` counter, which does not vectorize, ~15,000).
 fn scan_jwt(token: &[u8]) -> (usize, bool) {
-    let (dots, bad) = token.iter().fold((0usize, 0u8), |(dots, bad), &b| {
-        let letter = (b | 0x20).wrapping_sub(b'a') < 26;
-        let digit = b.wrapping_sub(b'0') < 10;
-        let ok = letter | digit | (b == b'-') | (b == b'_') | (b == b'.');
-        (dots + usize::from(b == b'.'), bad | u8::from(!ok))
-    });
+    let mut dots = 0usize;
+    let mut bad = 0u8;
+    for block in token.chunks(32) {
+        let mut d = 0u8;
+        for &b in block {
+            let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+            let digit = b.wrapping_sub(b'0') < 10;
+            let ok = letter | digit | (b == b'-') | (b == b'_') | (b == b'.');
+            d += u8::from(b == b'.');
+            bad |= u8::from(!ok);
+        }
+        dots += usize::from(d);
+    }
     (dots, bad == 0)
 }
 
@@ -233,7 +241,7 @@ impl Auth {
         // but the one that ran it).
         let (resolved, hit) = self
             .tokens
-            .get_or_resolve(digest, self.resolve(token, jwt))
+            .get_or_resolve(digest, || self.resolve(token, jwt))
             .await;
         crate::metrics::cache("token", hit);
         let resolved = resolved?;

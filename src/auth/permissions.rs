@@ -18,20 +18,30 @@ impl Auth {
         upstreams: &Upstreams,
         trust: &Trust,
     ) -> Result<Arc<Vec<String>>, Problem> {
-        let ran = std::sync::atomic::AtomicBool::new(false);
-        let perms = self
-            .permissions
-            .try_get_with((trust.tenant, trust.user), async {
-                ran.store(true, std::sync::atomic::Ordering::Relaxed);
-                fetch_permissions(upstreams, trust).await
-            })
-            .await
-            .map_err(|e| (*e).clone());
-        crate::metrics::cache(
-            "permissions",
-            !ran.load(std::sync::atomic::Ordering::Relaxed),
-        );
-        perms
+        let key = (trust.tenant, trust.user);
+        if let Some(hit) = self.permissions.get(&key).await {
+            crate::metrics::cache("permissions", true);
+            return Ok(hit);
+        }
+        // The miss path (moka's shared initialisation around the `iam` call) is boxed, so
+        // that every request's future stays small (see `token_cache::get_or_resolve`).
+        Box::pin(async {
+            let ran = std::sync::atomic::AtomicBool::new(false);
+            let perms = self
+                .permissions
+                .try_get_with(key, async {
+                    ran.store(true, std::sync::atomic::Ordering::Relaxed);
+                    fetch_permissions(upstreams, trust).await
+                })
+                .await
+                .map_err(|e| (*e).clone());
+            crate::metrics::cache(
+                "permissions",
+                !ran.load(std::sync::atomic::Ordering::Relaxed),
+            );
+            perms
+        })
+        .await
     }
 }
 

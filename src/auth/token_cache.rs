@@ -118,17 +118,41 @@ impl TokenCache {
 
     /// The cached resolution of `key`, or `resolve`'s (shared by concurrent callers); the
     /// flag says whether it was a hit (for every caller but the one that ran `resolve`).
-    pub(super) async fn get_or_resolve(
+    ///
+    /// A hit is a plain lookup; the miss path (moka's shared initialisation with the
+    /// resolution inside it, several KiB of future) is boxed, so that every request's
+    /// future stays small (moving large futures into their boxes was a tenth of a GET's
+    /// instructions, `benches/README.md`).
+    pub(super) async fn get_or_resolve<F, Fut>(
         &self,
         key: TokenKey,
-        resolve: impl Future<Output = Result<Arc<Resolved>, Problem>>,
-    ) -> (Result<Arc<Resolved>, Problem>, bool) {
+        resolve: F,
+    ) -> (Result<Arc<Resolved>, Problem>, bool)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Arc<Resolved>, Problem>>,
+    {
+        if let Some(hit) = self.tokens.get(&key).await {
+            return (Ok(hit), true);
+        }
+        Box::pin(self.resolve_shared(key, resolve)).await
+    }
+
+    async fn resolve_shared<F, Fut>(
+        &self,
+        key: TokenKey,
+        resolve: F,
+    ) -> (Result<Arc<Resolved>, Problem>, bool)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Arc<Resolved>, Problem>>,
+    {
         let ran = std::sync::atomic::AtomicBool::new(false);
         let resolved = self
             .tokens
             .try_get_with(key, async {
                 ran.store(true, std::sync::atomic::Ordering::Relaxed);
-                resolve.await
+                resolve().await
             })
             .await
             .map_err(|e| (*e).clone());
@@ -191,7 +215,7 @@ mod tests {
         assert!(one > 90_000, "a large token takes {one} bytes");
         for n in 0..600 {
             let key = cache.key(&format!("token-{n}"));
-            let (r, hit) = cache.get_or_resolve(key, async { Ok(large(n)) }).await;
+            let (r, hit) = cache.get_or_resolve(key, || async { Ok(large(n)) }).await;
             assert!(r.is_ok() && !hit);
         }
         cache.tokens.run_pending_tasks().await;

@@ -68,10 +68,12 @@ pub async fn claim<'a>(
     let Some(p) = pending else {
         return Ok(Claimed::Go(None));
     };
-    let claim = p
-        .store
-        .claim(identity.tenant, &identity.client_id, &p.key, &p.fp)
-        .await?;
+    // Boxed: the store's futures (Redis round trips) stay out of every request's future.
+    let claim = Box::pin(
+        p.store
+            .claim(identity.tenant, &identity.client_id, &p.key, &p.fp),
+    )
+    .await?;
     let outcome = match &claim {
         Claim::Fresh => "fresh",
         Claim::Replay(_) => "replayed",
@@ -140,14 +142,18 @@ pub async fn store(
                 .collect(),
             body: reply.body.to_vec(),
         };
-        p.store
-            .complete(identity.tenant, &identity.client_id, &p.key, &p.fp, &stored)
-            .await;
+        Box::pin(
+            p.store
+                .complete(identity.tenant, &identity.client_id, &p.key, &p.fp, &stored),
+        )
+        .await;
         return Ok(reply);
     }
-    p.store
-        .release(identity.tenant, &identity.client_id, &p.key)
-        .await;
+    Box::pin(
+        p.store
+            .release(identity.tenant, &identity.client_id, &p.key),
+    )
+    .await;
     result
 }
 

@@ -24,9 +24,8 @@ pub async fn rate_limit(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let d = rl
-        .check(identity.tenant, &identity.client_id, class, now)
-        .await;
+    // Boxed: a shared limiter's Redis futures stay out of every request's future.
+    let d = Box::pin(rl.check(identity.tenant, &identity.client_id, class, now)).await;
     extra.extend(d.headers);
     match d.refused {
         Some(p) => Err(p),
