@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::HeaderName;
-use http_body_util::{BodyExt, Full};
 
+use super::h1;
 use super::pool::{Outstanding, Pool};
 use super::{unavailable, Answer, Ledger, Outgoing, ANSWER_RESERVE, MAX_UPSTREAM_BODY};
 use crate::bounds::ByteBudget;
@@ -58,44 +57,32 @@ pub(super) async fn attempt_once(
     let inst = &pool.instances[idx];
     inst.outstanding.fetch_add(1, Ordering::Relaxed);
     let _outstanding = Outstanding(&inst.outstanding);
-    let uri = format!("{}{}", inst.base, out.path_and_query);
-    const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
     let safe = out.safe;
-    let mut req = http::Request::builder()
-        .method(out.method.clone())
-        .uri(uri)
-        .header(http::header::HOST, inst.authority.as_str())
-        .header(TRACEPARENT, trust.traceparent());
-    for (k, v) in out.headers {
-        req = req.header(k, v);
-    }
-    let bytes = out.body.clone().unwrap_or_default();
-    let Ok(req) = req.body(Full::new(bytes)) else {
-        return (
-            Attempt::Failed(Problem::new(
-                Kind::Internal,
-                "Could not build the upstream request",
-            )),
-            Some(idx),
-        );
+    let traceparent = trust.traceparent();
+    let req = h1::Request {
+        method: &out.method,
+        path_and_query: out.path_and_query,
+        authority: inst.authority.as_str(),
+        traceparent: &traceparent,
+        headers: out.headers,
+        body: out.body.as_deref(),
     };
     let started = Instant::now();
     let service = pool.cfg.name.as_str();
     let fut = async {
-        let resp = pool.client.request(req).await.map_err(|e| {
-            if e.is_connect() {
-                Fail::Connect
-            } else {
-                Fail::Broken(
+        let mut resp = h1::send(&inst.idle, pool.cfg.connect_timeout, &req)
+            .await
+            .map_err(|f| match f {
+                h1::Failure::Connect => Fail::Connect,
+                _ => Fail::Broken(
                     Problem::new(
                         Kind::UpstreamError,
                         "A backing service closed the connection",
                     ),
                     "closed",
-                )
-            }
-        })?;
-        let status = resp.status().as_u16();
+                ),
+            })?;
+        let status = resp.status;
         let incomplete = || {
             Fail::Broken(
                 Problem::new(
@@ -106,11 +93,7 @@ pub(super) async fn attempt_once(
             )
         };
         // An announced length is reserved at once; a chunked answer as it arrives.
-        let announced = resp
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let announced = resp.announced();
         if announced.is_some_and(|n| n > MAX_UPSTREAM_BODY as u64) {
             return Err(incomplete());
         }
@@ -123,13 +106,12 @@ pub(super) async fn attempt_once(
             reserved = reserved.max(n);
             buf.reserve_exact(usize::try_from(n).unwrap_or(0));
         }
-        let (parts, mut body) = resp.into_parts();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|_| incomplete())?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            let want = (buf.len() + data.len()) as u64;
+        loop {
+            let more = resp
+                .read(&mut buf, &inst.idle)
+                .await
+                .map_err(|_| incomplete())?;
+            let want = buf.len() as u64;
             if want > MAX_UPSTREAM_BODY as u64 {
                 return Err(incomplete());
             }
@@ -139,14 +121,16 @@ pub(super) async fn attempt_once(
                 }
                 reserved = want;
             }
-            buf.extend_from_slice(&data);
+            if !more {
+                break;
+            }
         }
         // The answer's bytes keep their reservation until the last reference is dropped.
         let body = Bytes::from_owner(Held {
             bytes: buf,
             _held: held,
         });
-        Ok::<_, Fail>((status, parts.headers, body))
+        Ok::<_, Fail>((status, std::mem::take(&mut resp.headers), body))
     };
     let outcome = tokio::time::timeout(pool.cfg.timeout, fut).await;
     let took = started.elapsed();

@@ -7,6 +7,7 @@
 
 mod attempt;
 mod breaker;
+mod h1;
 mod pool;
 
 use std::collections::HashMap;

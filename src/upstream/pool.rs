@@ -2,29 +2,23 @@
 //! choice of the instance for each call.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
-
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use super::breaker::{Breaker, Circuit};
+use super::h1::Idle;
 use super::unavailable;
 use crate::config::Upstream;
 use crate::problem::Problem;
 
-/// One service: its client, its instances and its in-flight cap.
+/// One service: its instances and its in-flight cap.
 pub(super) struct Pool {
     pub(super) cfg: Upstream,
-    pub(super) client: Client<HttpConnector, Full<Bytes>>,
     /// The service's instances (one per configured URL), each with its own breaker.
     pub(super) instances: Vec<Instance>,
     /// Where the round robin among equally loaded instances starts next.
     next: AtomicUsize,
-    /// Calls in flight to this service, at most `pool_idle_per_host` per instance: the client opens a
-    /// new connection for every call above the idle pool and closes it afterwards, so
+    /// Calls in flight to this service, at most `pool_idle_per_host` per instance: a
+    /// client opening a new connection for every call above the idle pool (and closing it
+    /// afterwards) meant that
     /// 1,000 concurrent clients meant ~1,400 upstream connections (connect + close per
     /// call, ~40 MiB of buffers). Waiting for a slot counts against the call's timeout.
     pub(super) slots: tokio::sync::Semaphore,
@@ -41,6 +35,8 @@ pub(super) struct Instance {
     pub(super) outstanding: AtomicUsize,
     /// The last active health check passed (true until a check fails).
     pub(super) healthy: AtomicBool,
+    /// Its kept-alive connections (at most `pool_idle_per_host`).
+    pub(super) idle: Idle,
 }
 
 /// Counts a call in flight on an instance for as long as it runs.
@@ -63,16 +59,8 @@ pub static INSTANCE_UP: std::sync::LazyLock<prometheus::IntGaugeVec> =
     });
 
 impl Pool {
-    /// The client and instances of one configured service.
+    /// The instances of one configured service.
     pub(super) fn new(cfg: Upstream) -> Pool {
-        let mut conn = HttpConnector::new();
-        conn.set_connect_timeout(Some(cfg.connect_timeout));
-        conn.set_nodelay(true);
-        conn.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(cfg.pool_idle_per_host)
-            .build(conn);
         let instances: Vec<Instance> = cfg
             .instances
             .iter()
@@ -86,6 +74,7 @@ impl Pool {
                     authority: authority.clone(),
                     outstanding: AtomicUsize::new(0),
                     healthy: AtomicBool::new(true),
+                    idle: Idle::new(cfg.pool_idle_per_host),
                 }
             })
             .collect();
@@ -93,7 +82,6 @@ impl Pool {
             tokio::sync::Semaphore::new(cfg.pool_idle_per_host.max(1) * instances.len().max(1));
         Pool {
             cfg,
-            client,
             instances,
             next: AtomicUsize::new(0),
             slots,
