@@ -143,76 +143,77 @@ pub(super) fn parse_date(s: &str) -> Option<i64> {
 
 /// Transforms one upstream record into its public form (the `id` first, then the fields).
 pub fn to_public(res: &Resource, ctx: &Ctx, rec: &Value) -> Value {
+    to_public_checked(res, ctx, rec).0
+}
+
+/// [`to_public`], and the first field whose upstream value is there but does not read as
+/// its declared type (a timestamp that does not parse, a string where a number belongs…),
+/// by public pointer: the caller answers 502 rather than publish a silent null. Checked
+/// as the record is built: scalar fields (and those of nested objects, in field order),
+/// not lists, variants, constants or the resource's `keep_if_present` field.
+pub fn to_public_checked(res: &Resource, ctx: &Ctx, rec: &Value) -> (Value, Option<String>) {
     let mut out = Map::with_capacity(res.fields.len() + 1);
     let id = res.id_from.get(rec).and_then(internal_of);
     let sealed = id
         .map(|id| Value::from(ctx.sealer.seal_id(&res.prefix, ctx.tenant, res.kind, &id)))
         .unwrap_or(Value::Null);
     out.insert("id".into(), sealed);
-    fields_to_public(&res.fields, ctx, rec, &mut out);
-    Value::Object(out)
-}
-
-/// The first field whose upstream value is there but does not read as its declared type
-/// (a timestamp that does not parse, a string where a number belongs…), by public
-/// pointer; the caller answers 502 rather than publish a silent null.
-pub fn unreadable(res: &Resource, rec: &Value, public: &Value) -> Option<String> {
-    fn scalar(c: &Codec) -> bool {
-        matches!(
-            c,
-            Codec::String
-                | Codec::Integer { .. }
-                | Codec::Number { .. }
-                | Codec::Boolean
-                | Codec::Decimal
-                | Codec::Timestamp(_)
-                | Codec::Date(_)
-                | Codec::Enum { .. }
-                | Codec::Id { .. }
-        )
-    }
-    fn walk(
-        fields: &[Field],
-        rec: &Value,
-        public: &Value,
-        skip: Option<&str>,
-        prefix: &str,
-    ) -> Option<String> {
-        for f in fields {
-            if Some(f.name.as_str()) == skip {
-                continue;
-            }
-            let out = public.get(&f.name);
-            match (&f.codec, &f.from) {
-                (Codec::Object { fields: subs, .. }, _) => {
-                    if let Some(o) = out.filter(|v| v.is_object()) {
-                        if let Some(p) = walk(subs, rec, o, None, &format!("{prefix}/{}", f.name)) {
-                            return Some(p);
-                        }
-                    }
-                }
-                (c, Some(from)) if scalar(c) => {
-                    let raw = from.get(rec);
-                    if raw.is_some_and(|r| !r.is_null()) && out.is_none_or(Value::is_null) {
-                        return Some(format!("{prefix}/{}", f.name));
-                    }
-                }
-                _ => {}
-            }
-        }
-        None
-    }
-    walk(&res.fields, rec, public, res.keep_if_present.as_deref(), "")
+    let mut unread = None;
+    let skip = res.keep_if_present.as_deref();
+    fields_into(&res.fields, ctx, rec, &mut out, Some(&mut unread), skip);
+    (Value::Object(out), unread)
 }
 
 pub fn fields_to_public(fields: &[Field], ctx: &Ctx, rec: &Value, out: &mut Map<String, Value>) {
+    fields_into(fields, ctx, rec, out, None, None);
+}
+
+/// The fields of `rec` into `out`; with `unread`, the first unreadable field's pointer
+/// (below this level) goes there, `skip` aside.
+fn fields_into(
+    fields: &[Field],
+    ctx: &Ctx,
+    rec: &Value,
+    out: &mut Map<String, Value>,
+    mut unread: Option<&mut Option<String>>,
+    skip: Option<&str>,
+) {
     for f in fields {
-        let v = field_to_public(f, ctx, rec, out);
+        let check = unread.as_ref().is_some_and(|u| u.is_none()) && skip != Some(f.name.as_str());
+        let mut below = None;
+        let v = field_to_public(f, ctx, rec, out, check.then_some(&mut below));
+        if let (Some(u), Some(p)) = (unread.as_mut(), below) {
+            **u = Some(format!("/{}{p}", f.name));
+        }
         out.insert(f.name.clone(), v);
     }
 }
 
-fn field_to_public(f: &Field, ctx: &Ctx, rec: &Value, done: &Map<String, Value>) -> Value {
+/// Whether a codec's value is a scalar the unreadable check covers.
+fn checked_scalar(c: &Codec) -> bool {
+    matches!(
+        c,
+        Codec::String
+            | Codec::Integer { .. }
+            | Codec::Number { .. }
+            | Codec::Boolean
+            | Codec::Decimal
+            | Codec::Timestamp(_)
+            | Codec::Date(_)
+            | Codec::Enum { .. }
+            | Codec::Id { .. }
+    )
+}
+
+/// One field's public value. With `unread`, a value there upstream that reads as null
+/// sets it to the pointer below this field (`""` for the field itself).
+fn field_to_public(
+    f: &Field,
+    ctx: &Ctx,
+    rec: &Value,
+    done: &Map<String, Value>,
+    unread: Option<&mut Option<String>>,
+) -> Value {
     match &f.codec {
         Codec::Const(v) => v.clone(),
         Codec::Changes(c) => {
@@ -229,7 +230,7 @@ fn field_to_public(f: &Field, ctx: &Ctx, rec: &Value, done: &Map<String, Value>)
                 VariantKey::Upstream(p) => p.get(rec).cloned().unwrap_or(Value::Null),
             };
             match var.case(&key) {
-                Some(case) => field_to_public(case, ctx, rec, done),
+                Some(case) => field_to_public(case, ctx, rec, done, None),
                 None => Value::Null,
             }
         }
@@ -249,7 +250,7 @@ fn field_to_public(f: &Field, ctx: &Ctx, rec: &Value, done: &Map<String, Value>)
                 }
             }
             let mut m = Map::new();
-            fields_to_public(fields, ctx, rec, &mut m);
+            fields_into(fields, ctx, rec, &mut m, unread, None);
             Value::Object(m)
         }
         Codec::Attachment(a) => attachment_to_public(a, ctx, rec),
@@ -259,7 +260,13 @@ fn field_to_public(f: &Field, ctx: &Ctx, rec: &Value, done: &Map<String, Value>)
                 .as_ref()
                 .and_then(|p| p.get(rec))
                 .unwrap_or(&Value::Null);
-            value_to_public(codec, ctx, raw)
+            let v = value_to_public(codec, ctx, raw);
+            if let Some(u) = unread {
+                if v.is_null() && !raw.is_null() && checked_scalar(codec) {
+                    *u = Some(String::new());
+                }
+            }
+            v
         }
     }
 }
@@ -395,6 +402,56 @@ pub(super) fn round6(f: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A value there upstream that does not read as its field's type is named (the first
+    /// in field order); absent and null values, and every readable record, are not.
+    #[test]
+    fn the_first_unreadable_upstream_value_is_named_by_its_public_pointer() {
+        let plan = crate::mapping::load_shipped().expect("shipped mappings compile");
+        let contacts = &plan.resources["contacts"];
+        let sealer = crate::seal::Sealer::new(b"test id secret", b"test cursor secret");
+        let ctx = Ctx {
+            sealer: &sealer,
+            tenant: 1,
+        };
+        let good = serde_json::json!({
+            "contactId": 7, "firstName": "Ada", "lastName": null, "emailAddress": "a@x.io",
+            "ownerUserId": 101, "lifecycleStage": 2, "createdAt": 1_767_225_600_000_i64,
+        });
+        let (public, unread) = to_public_checked(contacts, &ctx, &good);
+        assert_eq!(unread, None);
+        assert_eq!(public["lifecycle_stage"], "lead");
+        assert_eq!(public["created_at"], "2026-01-01T00:00:00.000Z");
+        assert!(public["last_name"].is_null() && public["updated_at"].is_null());
+        assert_eq!(public, to_public(contacts, &ctx, &good));
+
+        let with = |changes: &[(&str, Value)]| {
+            let mut rec = good.clone();
+            for (k, v) in changes {
+                rec[*k] = v.clone();
+            }
+            to_public_checked(contacts, &ctx, &rec).1
+        };
+        assert_eq!(
+            with(&[("createdAt", "yesterday".into())]).as_deref(),
+            Some("/created_at")
+        );
+        assert_eq!(
+            with(&[("lifecycleStage", 7.into())]).as_deref(),
+            Some("/lifecycle_stage")
+        );
+        assert_eq!(
+            with(&[("ownerUserId", serde_json::json!({"id": 1}))]).as_deref(),
+            Some("/owner_id")
+        );
+        // Both: the first in field order.
+        let both = [
+            ("modifiedAt", Value::from(true)),
+            ("lifecycleStage", Value::from("x")),
+        ];
+        assert_eq!(with(&both).as_deref(), Some("/lifecycle_stage"));
+        assert_eq!(with(&[("modifiedAt", Value::Null)]), None);
+    }
 
     #[test]
     fn time_formats_round_trip() {
