@@ -3,13 +3,17 @@
 //! a `Problem` into its `application/problem+json` answer.
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession as Session;
 
 use super::Ctx;
 use crate::problem::Problem;
+
+const TRACE_ID: HeaderName = HeaderName::from_static("trace-id");
+const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
+const VERSION: HeaderName = HeaderName::from_static("version");
 
 /// A finished answer, before it is written.
 #[derive(Clone)]
@@ -59,7 +63,9 @@ pub async fn write(
     // No case map: every name here is lowercase already, and that is how HTTP/1 writes
     // them without one (h2 lowercases anyway).
     let mut h = ResponseHeader::build_no_case(out.status, Some(8))?;
-    h.insert_header("trace-id", ctx.trace_id.as_str())?;
+    // Names as `HeaderName`s: a `&str` name is looked up among the standard ones and
+    // parsed on every insert.
+    h.insert_header(TRACE_ID, ctx.trace_id.as_str())?;
     // W3C Trace Context level 2: the trace this answer belongs to, and this hop's span.
     let span: [u8; 8] = rand::random();
     let flags = if ctx.trace_flags.is_empty() {
@@ -68,14 +74,20 @@ pub async fn write(
         ctx.trace_flags.as_str()
     };
     h.insert_header(
-        "traceresponse",
-        format!("00-{}-{}-{flags}", ctx.trace_id, crate::hex::encode(&span)),
+        TRACERESPONSE,
+        crate::hex::trace_context(&ctx.trace_id, span, flags),
     )?;
-    h.insert_header("version", ctx.version.as_str())?;
-    h.insert_header("cache-control", NO_STORE)?;
+    h.insert_header(VERSION, ctx.version.as_str())?;
+    h.insert_header(http::header::CACHE_CONTROL, NO_STORE)?;
     if !no_body {
-        h.insert_header("content-type", HeaderValue::from_static(reply.content_type))?;
-        h.insert_header("content-length", HeaderValue::from(out.body.len()))?;
+        h.insert_header(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(reply.content_type),
+        )?;
+        h.insert_header(
+            http::header::CONTENT_LENGTH,
+            HeaderValue::from(out.body.len()),
+        )?;
     }
     for (k, v) in reply
         .headers

@@ -77,7 +77,7 @@ impl Ledger {
     /// A `traceparent` for one upstream call: this request's trace id, a new span id.
     pub fn traceparent(&self) -> String {
         let span: u64 = rand::random::<u64>().max(1);
-        format!("00-{}-{span:016x}-{}", self.trace_id, self.trace_flags)
+        crate::hex::trace_context(&self.trace_id, span.to_be_bytes(), &self.trace_flags)
     }
 
     /// Time spent in upstream calls so far, in milliseconds.
