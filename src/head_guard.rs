@@ -147,14 +147,10 @@ impl Scan {
                 }
             }
             if self.lines == 0 {
-                for &b in segment {
-                    if self.line.len() >= MAX_LINE_KEPT {
-                        break;
-                    }
-                    if b != b'\r' {
-                        self.line.push(b);
-                    }
-                }
+                let room = MAX_LINE_KEPT.saturating_sub(self.line.len());
+                self.line.reserve(segment.len().min(room));
+                let kept = segment.iter().copied().filter(|b| *b != b'\r').take(room);
+                self.line.extend(kept);
             }
             if newline {
                 self.lines += 1;
