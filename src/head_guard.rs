@@ -16,7 +16,7 @@
 //! 405), its bare page is replaced by the problem.
 //!
 //! It does not own the edge's own cap on header fields (`max_request_header_bytes`): the
-//! edge checks that on the parsed head in `request_filter`, where it can keep the
+//! edge checks that on the parsed head in its app (`pipeline::Edge`), where it can keep the
 //! connection. The body deadline is the edge's too (`pipeline::body::read_json_body`).
 
 use std::fmt;

@@ -7,6 +7,7 @@
 # Knobs (environment): THREADS=1 CONNS=32 DURATION=10s ROUNDS=3 BIG_CONNS=1000 BIG_DURATION=5s
 # WRK_CPUS=1 pins the load generator to that CPU list and SERVER_CPUS=0 pins everything
 # else (simulator, edges, nginx, redis) to that one: the generator "pinned apart".
+# ONLY=a,d runs just those scenarios (default: all).
 # EDGE_BIN=path uses that binary instead of building. KEEP=1 keeps the temp dir (configs, logs); PERF=1 profiles each edge's first round. Needs root only to install wrk/nginx/redis.
 # EDGE_BIN_B=path adds a second edge target, `edge-b` (no rate limit, like `edge`), run by that
 # binary with the mappings in EDGE_B_MAPPINGS (default $ROOT/mappings; give the other build's
@@ -381,7 +382,9 @@ rss() { awk '/VmRSS/ { print int($2 / 1024) }' "/proc/${EDGE_PID[$1]}/status"; }
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 say "load average before measuring: $LOAD_BEFORE; wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds"
 
-for r in $(seq "$ROUNDS"); do
+# ONLY=a,d runs just those scenarios (quick A/B iterations); all by default.
+want() { [ -z "${ONLY:-}" ] || [[ ",$ONLY," == *",$1,"* ]]; }
+want a && for r in $(seq "$ROUNDS"); do
     drive a direct "$r" "$CRM/api/v3/contacts/1" GET "$TRUST" ""
     drive a nginx "$r" "$NGINX_URL/api/v3/contacts/1" GET "" ""
     drive a peer "$r" "$PEER_URL/v1/contacts/con_1" GET "$AUTH" ""
@@ -389,14 +392,14 @@ for r in $(seq "$ROUNDS"); do
 done
 HWM[a]=$(hwm edge)
 [ -z "$BIN_B" ] || HWM_B[a]=$(hwm edge-b)
-for r in $(seq "$ROUNDS"); do
+want b && for r in $(seq "$ROUNDS"); do
     drive b direct "$r" "$CRM/api/v3/contacts/query" POST "$TRUST" "$SEARCH_UP"
     drive b nginx "$r" "$NGINX_URL/api/v3/contacts/query" POST "" "$SEARCH_UP"
     drive_edges b "$r" /v1/contacts/search POST "$AUTH|$VERSION_HDR" "$SEARCH_BODY"
 done
 HWM[b]=$(hwm edge)
 [ -z "$BIN_B" ] || HWM_B[b]=$(hwm edge-b)
-for r in $(seq "$ROUNDS"); do
+want d && for r in $(seq "$ROUNDS"); do
     drive d nginx "$r" "$NGINX_URL/api/v3/contacts/1" GET "" ""
     drive d peer "$r" "$PEER_URL/v1/contacts/con_1" GET "$AUTH" ""
     drive d edge-mem "$r" "${EDGE_URL[edge-mem]}$CONTACT_PATH" GET "$AUTH|$VERSION_HDR" ""
@@ -404,14 +407,14 @@ for r in $(seq "$ROUNDS"); do
 done
 HWM[d]=$(hwm edge-redis)
 # The cost of compression: a 100-record page (~36 KB) identity-coded, gzip and brotli.
-for r in $(seq "$ROUNDS"); do
+want e && for r in $(seq "$ROUNDS"); do
     drive e edge "$r" "${EDGE_URL[edge]}/v1/contacts/search" POST "$AUTH|$VERSION_HDR" "$PAGE_BODY"
     drive e edge-gzip "$r" "${EDGE_URL[edge]}/v1/contacts/search" POST "$AUTH|$VERSION_HDR|Accept-Encoding: gzip" "$PAGE_BODY"
     drive e edge-br "$r" "${EDGE_URL[edge]}/v1/contacts/search" POST "$AUTH|$VERSION_HDR|Accept-Encoding: br" "$PAGE_BODY"
 done
 HWM[e]=$(hwm edge)
 # Creates last: they grow the simulator's data set, which the search above reads.
-for r in $(seq "$ROUNDS"); do
+want c && for r in $(seq "$ROUNDS"); do
     drive c direct "$r" "$CRM/api/v3/contacts" POST "$TRUST" "$CREATE_UP"
     drive c nginx "$r" "$NGINX_URL/api/v3/contacts" POST "" "$CREATE_UP"
     drive_edges c "$r" /v1/contacts POST "$AUTH|$VERSION_HDR" "$CREATE_BODY"

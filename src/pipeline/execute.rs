@@ -9,7 +9,7 @@ use super::respond::Reply;
 use super::route::{Operation, Target};
 use super::Runtime;
 use crate::auth::Identity;
-use crate::mapping::exec::Exec;
+use crate::mapping::exec::{Body, Exec};
 use crate::mapping::model::{Change, Plan, Release};
 use crate::mapping::versions;
 use crate::mapping::Trust;
@@ -60,23 +60,30 @@ pub async fn execute(call: Call<'_>, body: Option<&Value>) -> Result<Reply, Prob
         },
     };
     // versions back
-    let mut done = done.map_err(|mut p| {
+    let done = done.map_err(|mut p| {
         for e in &mut p.errors {
             e.pointer = versions::backward_pointer(changes, &e.pointer);
         }
         p
     })?;
-    if let Some(b) = done.body.as_mut() {
-        versions::backward_body(changes, b);
-    }
     let mut headers = Vec::new();
     if let Some(l) = done.location {
         headers.push(("location", l));
     }
-    let body = done
-        .body
-        .map(|b| Bytes::from(serde_json::to_vec(&b).unwrap_or_default()))
-        .unwrap_or_default();
+    let body = match done.body {
+        None => Bytes::new(),
+        // Written already: the current release's shape.
+        Some(Body::Json(json)) if changes.is_empty() => Bytes::from(json),
+        Some(b) => {
+            let mut v = match b {
+                Body::Value(v) => v,
+                // An older release: back to a value to bring it back (rare).
+                Body::Json(json) => serde_json::from_slice(&json).unwrap_or_default(),
+            };
+            versions::backward_body(changes, &mut v);
+            Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+        }
+    };
     Ok(Reply {
         status: done.status,
         headers,

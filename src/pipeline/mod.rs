@@ -3,7 +3,7 @@
 //!
 //! Why not proxy phases: most public operations need the whole request before the first
 //! upstream call, several calls (IAM, read–merge–write, search scans) and the whole answer
-//! before responding. One executor in `request_filter` keeps that uniform (see
+//! before responding. One executor for every route keeps that uniform (see
 //! `docs/architecture.md`). Each stage is a file with a typed input and output that fails
 //! with a `Problem`; [`Edge::handle`] composes them in the order of the architecture table,
 //! and `respond` writes every answer.

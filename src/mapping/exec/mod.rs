@@ -23,8 +23,15 @@ pub const CURSOR_MAX_AGE_S: i64 = 86_400;
 /// What a successful operation answers.
 pub struct Done {
     pub status: u16,
-    pub body: Option<Value>,
+    pub body: Option<Body>,
     pub location: Option<String>,
+}
+
+/// An answer's JSON document: a value, or already written (a single record, see
+/// [`Exec::data`]).
+pub enum Body {
+    Value(Value),
+    Json(Vec<u8>),
 }
 
 /// Everything one execution needs, borrowed from the request.
@@ -263,14 +270,34 @@ impl Exec<'_> {
     /// 502 (logged with the field), never a silent null.
     pub(super) fn public(&self, rec: &Value) -> Result<Value, Problem> {
         let (out, unread) = transform::to_public_checked(self.res, &self.ctx(), rec);
-        if let Some(field) = unread {
-            tracing::warn!(service = %self.res.service, resource = %self.res.name, field = %field, "an upstream value does not read as its declared type");
-            return Err(Problem::new(
-                Kind::UpstreamError,
-                "A backing service answered a value of an unexpected type",
-            ));
+        match unread {
+            Some(field) => Err(self.unreadable(&field)),
+            None => Ok(out),
         }
-        Ok(out)
+    }
+
+    /// `{"data": <the public record>}`, written straight to JSON where the resource allows
+    /// it (`transform::write_public`), else built as a value; unreadable values as in
+    /// [`Exec::public`].
+    pub(super) fn data(&self, rec: &Value) -> Result<Body, Problem> {
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(b"{\"data\":");
+        match transform::write_public(self.res, &self.ctx(), rec, &mut out) {
+            Some(None) => {
+                out.push(b'}');
+                Ok(Body::Json(out))
+            }
+            Some(Some(field)) => Err(self.unreadable(&field)),
+            None => Ok(Body::Value(envelope(self.public(rec)?, None))),
+        }
+    }
+
+    fn unreadable(&self, field: &str) -> Problem {
+        tracing::warn!(service = %self.res.service, resource = %self.res.name, field = %field, "an upstream value does not read as its declared type");
+        Problem::new(
+            Kind::UpstreamError,
+            "A backing service answered a value of an unexpected type",
+        )
     }
 
     pub(super) fn object<'b>(
@@ -296,7 +323,7 @@ impl Exec<'_> {
         let rec = self.call(call, Some(&id), &Map::new(), &[]).await?;
         Ok(Done {
             status: 200,
-            body: Some(envelope(self.public(&rec)?, None)),
+            body: Some(self.data(&rec)?),
             location: None,
         })
     }
@@ -340,7 +367,7 @@ impl Exec<'_> {
             .map(|id| format!("/v1/{}/{id}", self.res.name));
         Ok(Done {
             status: 201,
-            body: Some(envelope(data, None)),
+            body: Some(Body::Value(envelope(data, None))),
             location,
         })
     }
@@ -357,7 +384,7 @@ impl Exec<'_> {
         };
         Ok(Done {
             status: 200,
-            body: Some(envelope(self.public(&rec)?, None)),
+            body: Some(self.data(&rec)?),
             location: None,
         })
     }
@@ -495,7 +522,7 @@ impl Exec<'_> {
         let rec = self.call(&action.call, Some(&id), &input, &[]).await?;
         Ok(Done {
             status: 200,
-            body: Some(envelope(self.public(&rec)?, None)),
+            body: Some(self.data(&rec)?),
             location: None,
         })
     }
@@ -512,7 +539,10 @@ pub(super) fn page(data: Vec<Value>, cursor: Option<String>, total: Option<u64>)
     }
     Done {
         status: 200,
-        body: Some(envelope(Value::Array(data), Some(Value::Object(meta)))),
+        body: Some(Body::Value(envelope(
+            Value::Array(data),
+            Some(Value::Object(meta)),
+        ))),
         location: None,
     }
 }
