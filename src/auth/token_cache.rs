@@ -135,35 +135,26 @@ impl TokenCache {
         if let Some(hit) = self.tokens.get(&key).await {
             return (Ok(hit), true);
         }
-        Box::pin(self.resolve_shared(key, resolve)).await
-    }
-
-    async fn resolve_shared<F, Fut>(
-        &self,
-        key: TokenKey,
-        resolve: F,
-    ) -> (Result<Arc<Resolved>, Problem>, bool)
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Arc<Resolved>, Problem>>,
-    {
-        let ran = std::sync::atomic::AtomicBool::new(false);
-        let resolved = self
-            .tokens
-            .try_get_with(key, async {
-                ran.store(true, std::sync::atomic::Ordering::Relaxed);
-                resolve().await
-            })
-            .await
-            .map_err(|e| (*e).clone());
-        let ran = ran.load(std::sync::atomic::Ordering::Relaxed);
-        if ran {
-            // A new entry (a verification just ran, ~50 µs): evict what it pushed over the
-            // bound now, so that the gauge shows what is held.
-            self.tokens.run_pending_tasks().await;
-            crate::metrics::TOKEN_CACHE_BYTES.set(self.tokens.weighted_size() as i64);
-        }
-        (resolved, !ran)
+        Box::pin(async move {
+            let ran = std::sync::atomic::AtomicBool::new(false);
+            let resolved = self
+                .tokens
+                .try_get_with(key, async {
+                    ran.store(true, std::sync::atomic::Ordering::Relaxed);
+                    resolve().await
+                })
+                .await
+                .map_err(|e| (*e).clone());
+            let ran = ran.load(std::sync::atomic::Ordering::Relaxed);
+            if ran {
+                // A new entry (a verification just ran, ~50 µs): evict what it pushed over the
+                // bound now, so that the gauge shows what is held.
+                self.tokens.run_pending_tasks().await;
+                crate::metrics::TOKEN_CACHE_BYTES.set(self.tokens.weighted_size() as i64);
+            }
+            (resolved, !ran)
+        })
+        .await
     }
 
     pub(super) async fn invalidate(&self, key: &TokenKey) {

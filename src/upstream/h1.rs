@@ -118,6 +118,21 @@ impl Conn {
         self.buf.reserve(READ_SIZE);
         self.stream.read_buf(&mut self.buf).await.map_err(|_| ())
     }
+
+    /// Moves up to `left` body bytes (at least one, reading if none is buffered) to `out`;
+    /// how many.
+    async fn take_into(&mut self, left: u64, out: &mut Vec<u8>) -> Result<u64, Failure> {
+        if self.buf.is_empty() && self.fill().await.map_err(|_| Failure::Incomplete)? == 0 {
+            return Err(Failure::Incomplete);
+        }
+        let take = self
+            .buf
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
+        out.extend_from_slice(&self.buf[..take]);
+        self.buf.advance(take);
+        Ok(take as u64)
+    }
 }
 
 /// One request, as the transport sends it.
@@ -369,16 +384,7 @@ impl Answer {
         let more = match &mut self.framing {
             Framing::Empty => false,
             Framing::Length(left) => {
-                if conn.buf.is_empty() && conn.fill().await.map_err(|_| Failure::Incomplete)? == 0 {
-                    return Err(Failure::Incomplete);
-                }
-                let take = conn
-                    .buf
-                    .len()
-                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
-                out.extend_from_slice(&conn.buf[..take]);
-                conn.buf.advance(take);
-                *left -= take as u64;
+                *left -= conn.take_into(*left, out).await?;
                 *left > 0
             }
             Framing::Close => {
@@ -423,16 +429,7 @@ async fn chunked(conn: &mut Conn, state: &mut Chunk, out: &mut Vec<u8>) -> Resul
                 };
             }
             Chunk::Data(left) => {
-                if conn.buf.is_empty() && conn.fill().await.map_err(|_| Failure::Incomplete)? == 0 {
-                    return Err(Failure::Incomplete);
-                }
-                let take = conn
-                    .buf
-                    .len()
-                    .min(usize::try_from(left).unwrap_or(usize::MAX));
-                out.extend_from_slice(&conn.buf[..take]);
-                conn.buf.advance(take);
-                let left = left - take as u64;
+                let left = left - conn.take_into(left, out).await?;
                 *state = if left == 0 {
                     Chunk::DataEnd
                 } else {
