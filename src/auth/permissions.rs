@@ -19,29 +19,10 @@ impl Auth {
         trust: &Trust,
     ) -> Result<Arc<Vec<String>>, Problem> {
         let key = (trust.tenant, trust.user);
-        if let Some(hit) = self.permissions.get(&key).await {
-            crate::metrics::cache("permissions", true);
-            return Ok(hit);
-        }
-        // The miss path (moka's shared initialisation around the `iam` call) is boxed, so
-        // that every request's future stays small (see `token_cache::get_or_resolve`).
-        Box::pin(async {
-            let ran = std::sync::atomic::AtomicBool::new(false);
-            let perms = self
-                .permissions
-                .try_get_with(key, async {
-                    ran.store(true, std::sync::atomic::Ordering::Relaxed);
-                    fetch_permissions(upstreams, trust).await
-                })
-                .await
-                .map_err(|e| (*e).clone());
-            crate::metrics::cache(
-                "permissions",
-                !ran.load(std::sync::atomic::Ordering::Relaxed),
-            );
-            perms
-        })
-        .await
+        let init = || fetch_permissions(upstreams, trust);
+        let (perms, hit) = super::token_cache::get_or_init(&self.permissions, key, init).await;
+        crate::metrics::cache("permissions", hit);
+        perms
     }
 }
 

@@ -118,11 +118,6 @@ impl TokenCache {
 
     /// The cached resolution of `key`, or `resolve`'s (shared by concurrent callers); the
     /// flag says whether it was a hit (for every caller but the one that ran `resolve`).
-    ///
-    /// A hit is a plain lookup; the miss path (moka's shared initialisation with the
-    /// resolution inside it, several KiB of future) is boxed, so that every request's
-    /// future stays small (moving large futures into their boxes was a tenth of a GET's
-    /// instructions, `benches/README.md`).
     pub(super) async fn get_or_resolve<F, Fut>(
         &self,
         key: TokenKey,
@@ -132,29 +127,14 @@ impl TokenCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Arc<Resolved>, Problem>>,
     {
-        if let Some(hit) = self.tokens.get(&key).await {
-            return (Ok(hit), true);
+        let (resolved, hit) = get_or_init(&self.tokens, key, resolve).await;
+        if !hit {
+            // A new entry (a verification just ran, ~50 µs): evict what it pushed over the
+            // bound now, so that the gauge shows what is held.
+            Box::pin(self.tokens.run_pending_tasks()).await;
+            crate::metrics::TOKEN_CACHE_BYTES.set(self.tokens.weighted_size() as i64);
         }
-        Box::pin(async move {
-            let ran = std::sync::atomic::AtomicBool::new(false);
-            let resolved = self
-                .tokens
-                .try_get_with(key, async {
-                    ran.store(true, std::sync::atomic::Ordering::Relaxed);
-                    resolve().await
-                })
-                .await
-                .map_err(|e| (*e).clone());
-            let ran = ran.load(std::sync::atomic::Ordering::Relaxed);
-            if ran {
-                // A new entry (a verification just ran, ~50 µs): evict what it pushed over the
-                // bound now, so that the gauge shows what is held.
-                self.tokens.run_pending_tasks().await;
-                crate::metrics::TOKEN_CACHE_BYTES.set(self.tokens.weighted_size() as i64);
-            }
-            (resolved, !ran)
-        })
-        .await
+        (resolved, hit)
     }
 
     pub(super) async fn invalidate(&self, key: &TokenKey) {
@@ -165,6 +145,41 @@ impl TokenCache {
     pub(super) fn invalidate_all(&self) {
         self.tokens.invalidate_all();
     }
+}
+
+/// `cache`'s value of `key`, or `init`'s, shared by concurrent callers; the flag says
+/// whether it was a hit (for every caller but the one that ran `init`).
+///
+/// A hit is a plain lookup. The miss path (moka's shared initialisation with `init`
+/// inside it, several KiB of future) is boxed, so that every request's future stays
+/// small: moving large futures into their boxes was a tenth of a GET's instructions
+/// (`benches/README.md`). The token and the permission caches both use it.
+pub(super) async fn get_or_init<K, V, F, Fut>(
+    cache: &moka::future::Cache<K, V>,
+    key: K,
+    init: F,
+) -> (Result<V, Problem>, bool)
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<V, Problem>>,
+{
+    if let Some(hit) = cache.get(&key).await {
+        return (Ok(hit), true);
+    }
+    Box::pin(async move {
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let value = cache
+            .try_get_with(key, async {
+                ran.store(true, std::sync::atomic::Ordering::Relaxed);
+                init().await
+            })
+            .await
+            .map_err(|e| (*e).clone());
+        (value, !ran.load(std::sync::atomic::Ordering::Relaxed))
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -579,6 +579,9 @@ pub struct Resource {
     /// Records whose public value of this field is null are dropped.
     pub keep_if_present: Option<String>,
     pub create_permission: Option<String>,
+    /// Its records can be written straight to JSON (`transform::write_public`): no
+    /// variant fields and no field named `id`. Decided when the plan is compiled.
+    pub writable: bool,
 }
 
 impl Resource {

@@ -153,11 +153,7 @@ pub fn to_public(res: &Resource, ctx: &Ctx, rec: &Value) -> Value {
 /// not lists, variants, constants or the resource's `keep_if_present` field.
 pub fn to_public_checked(res: &Resource, ctx: &Ctx, rec: &Value) -> (Value, Option<String>) {
     let mut out = Map::with_capacity(res.fields.len() + 1);
-    let id = res.id_from.get(rec).and_then(internal_of);
-    let sealed = id
-        .map(|id| Value::from(ctx.sealer.seal_id(&res.prefix, ctx.tenant, res.kind, &id)))
-        .unwrap_or(Value::Null);
-    out.insert("id".into(), sealed);
+    out.insert("id".into(), sealed_id(res, ctx, rec));
     let mut unread = None;
     let skip = res.keep_if_present.as_deref();
     fields_into(&res.fields, ctx, rec, &mut out, Some(&mut unread), skip);
@@ -175,15 +171,11 @@ pub fn write_public(
     rec: &Value,
     out: &mut Vec<u8>,
 ) -> Option<Option<String>> {
-    if !writable(&res.fields, true) {
+    if !res.writable {
         return None;
     }
-    let id = res.id_from.get(rec).and_then(internal_of);
-    let sealed = id
-        .map(|id| Value::from(ctx.sealer.seal_id(&res.prefix, ctx.tenant, res.kind, &id)))
-        .unwrap_or(Value::Null);
     out.extend_from_slice(b"{\"id\":");
-    json_into(out, &sealed);
+    json_into(out, &sealed_id(res, ctx, rec));
     let mut unread = None;
     let skip = res.keep_if_present.as_deref();
     write_fields(&res.fields, ctx, rec, out, Some(&mut unread), skip, true);
@@ -191,8 +183,16 @@ pub fn write_public(
     Some(unread)
 }
 
-/// Whether [`write_public`] can write these fields (see there).
-fn writable(fields: &[Field], top: bool) -> bool {
+/// The record's sealed public id (null without an id).
+fn sealed_id(res: &Resource, ctx: &Ctx, rec: &Value) -> Value {
+    let id = res.id_from.get(rec).and_then(internal_of);
+    id.map(|id| Value::from(ctx.sealer.seal_id(&res.prefix, ctx.tenant, res.kind, &id)))
+        .unwrap_or(Value::Null)
+}
+
+/// Whether [`write_public`] can write a resource with these fields (see there); the
+/// compiled `Resource::writable`.
+pub(super) fn writable(fields: &[Field], top: bool) -> bool {
     fields.iter().all(|f| {
         !(top && f.name == "id")
             && match &f.codec {
@@ -222,44 +222,21 @@ fn write_fields(
         }
         json_into(out, &f.name);
         out.push(b':');
-        let check = unread.as_ref().is_some_and(|u| u.is_none()) && skip != Some(f.name.as_str());
-        let mut below = None;
-        match &f.codec {
+        checked(&mut unread, skip, f, |below| match &f.codec {
             Codec::Object {
                 fields,
                 null_unless,
             } => {
-                let absent = null_unless.is_some_and(|i| {
-                    fields[i]
-                        .from
-                        .as_ref()
-                        .and_then(|p| p.get(rec))
-                        .is_none_or(Value::is_null)
-                });
-                if absent {
+                if object_absent(fields, *null_unless, rec) {
                     out.extend_from_slice(b"null");
                 } else {
                     out.push(b'{');
-                    write_fields(
-                        fields,
-                        ctx,
-                        rec,
-                        out,
-                        check.then_some(&mut below),
-                        None,
-                        false,
-                    );
+                    write_fields(fields, ctx, rec, out, below, None, false);
                     out.push(b'}');
                 }
             }
-            _ => {
-                let v = field_to_public(f, ctx, rec, &done, check.then_some(&mut below));
-                json_into(out, &v);
-            }
-        }
-        if let (Some(u), Some(p)) = (unread.as_mut(), below) {
-            **u = Some(format!("/{}{p}", f.name));
-        }
+            _ => json_into(out, &field_to_public(f, ctx, rec, &done, below)),
+        });
     }
 }
 
@@ -284,14 +261,39 @@ fn fields_into(
     skip: Option<&str>,
 ) {
     for f in fields {
-        let check = unread.as_ref().is_some_and(|u| u.is_none()) && skip != Some(f.name.as_str());
-        let mut below = None;
-        let v = field_to_public(f, ctx, rec, out, check.then_some(&mut below));
-        if let (Some(u), Some(p)) = (unread.as_mut(), below) {
-            **u = Some(format!("/{}{p}", f.name));
-        }
+        let v = checked(&mut unread, skip, f, |below| {
+            field_to_public(f, ctx, rec, out, below)
+        });
         out.insert(f.name.clone(), v);
     }
+}
+
+/// Runs `build` for field `f` with the unreadable check on while it is wanted (asked for,
+/// nothing found yet, not `skip`); a finding below the field is noted as `/<name><below>`.
+fn checked<R>(
+    unread: &mut Option<&mut Option<String>>,
+    skip: Option<&str>,
+    f: &Field,
+    build: impl FnOnce(Option<&mut Option<String>>) -> R,
+) -> R {
+    let check = unread.as_ref().is_some_and(|u| u.is_none()) && skip != Some(f.name.as_str());
+    let mut below = None;
+    let built = build(check.then_some(&mut below));
+    if let (Some(u), Some(p)) = (unread.as_mut(), below) {
+        **u = Some(format!("/{}{p}", f.name));
+    }
+    built
+}
+
+/// An object field whose `null_unless` member has no upstream value is null as a whole.
+fn object_absent(fields: &[Field], null_unless: Option<usize>, rec: &Value) -> bool {
+    null_unless.is_some_and(|i| {
+        fields[i]
+            .from
+            .as_ref()
+            .and_then(|p| p.get(rec))
+            .is_none_or(Value::is_null)
+    })
 }
 
 /// Whether a codec's value is a scalar the unreadable check covers.
@@ -343,16 +345,8 @@ fn field_to_public(
             fields,
             null_unless,
         } => {
-            if let Some(i) = null_unless {
-                let key = &fields[*i];
-                if key
-                    .from
-                    .as_ref()
-                    .and_then(|p| p.get(rec))
-                    .is_none_or(Value::is_null)
-                {
-                    return Value::Null;
-                }
+            if object_absent(fields, *null_unless, rec) {
+                return Value::Null;
             }
             let mut m = Map::new();
             fields_into(fields, ctx, rec, &mut m, unread, None);

@@ -140,86 +140,6 @@ impl Edge {
         stage!(ctx, IdempotencyStore, stored)
     }
 
-    fn problem_reply(&self, p: &Problem, instance: &str, trace_id: &str) -> Reply {
-        respond::problem_reply(p, &self.rt.cfg.problem_type_base, instance, trace_id)
-    }
-
-    fn draining(&self) -> bool {
-        self.rt.draining.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-/// The public listener's HTTP app: reads each request head, runs [`Edge::serve`], logs
-/// it and hands the connection back for the next request.
-///
-/// Why not pingora's `HttpProxy` with a `ProxyHttp` whose `request_filter` answers
-/// everything (sessions 1–5): the edge never used its proxy phases, but paid for them on
-/// every request — its per-request `Session` (downstream modules, cache and subrequest
-/// state) and the proxy's futures, large enough that moving them into their boxes was
-/// ~18k of a GET's ~196k instructions under callgrind (`benches/README.md`). This app does
-/// what `HttpProxy` did around `request_filter` for a request answered there: the head is
-/// read unless the service is stopping (then the connection is dropped), a head pingora's
-/// parser refuses gets its 400 and `CONNECT` its 405 (both replaced by problems in
-/// `head_guard`), keep-alive ends when the service stops, the access line is written
-/// whatever happened, and a session whose answer could not be written is not reused.
-#[async_trait]
-impl HttpServerApp for Edge {
-    async fn process_new_http(
-        self: &Arc<Self>,
-        mut session: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        let read = tokio::select! {
-            biased; // a head already buffered is served before a stop is noticed
-            read = session.read_request() => read,
-            _ = self.stopping() => return None,
-        };
-        match read {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                if matches!(e.etype, ErrorType::InvalidHTTPHeader) {
-                    let _ = session.respond_error(400).await;
-                }
-                session.shutdown().await;
-                return None;
-            }
-        }
-        if session.req_header().method == http::Method::CONNECT {
-            let _ = session.respond_error(405).await;
-            session.shutdown().await;
-            return None;
-        }
-        if *shutdown.borrow() {
-            session.set_keepalive(None);
-        }
-        let mut ctx = Ctx::new();
-        let served = self.serve(&mut session, &mut ctx).await;
-        self.log(&session, &ctx);
-        if let Err(e) = served {
-            // Nothing more can be written on a broken connection; anything else failed
-            // before the answer's head went out.
-            if !matches!(
-                e.etype,
-                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
-            ) {
-                let _ = session.respond_error(500).await;
-            }
-            return None;
-        }
-        let settings = HttpPersistentSettings::for_session(&session);
-        let reusable = session.finish().await.ok().flatten()?;
-        Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
-    }
-
-    /// The service stops: idle keep-alive connections waiting for a head are dropped.
-    async fn http_cleanup(&self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Release);
-        self.stopped.notify_waiters();
-    }
-}
-
-impl Edge {
     /// One request: head checks, the `/v1` pipeline, the answer written.
     async fn serve(&self, session: &mut ServerSession, ctx: &mut Ctx) -> Result<()> {
         let req = session.req_header();
@@ -297,5 +217,83 @@ impl Edge {
                 user,
             });
         }
+    }
+
+    fn problem_reply(&self, p: &Problem, instance: &str, trace_id: &str) -> Reply {
+        respond::problem_reply(p, &self.rt.cfg.problem_type_base, instance, trace_id)
+    }
+
+    fn draining(&self) -> bool {
+        self.rt.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The public listener's HTTP app: reads each request head, runs [`Edge::serve`], logs
+/// it and hands the connection back for the next request.
+///
+/// Why not pingora's `HttpProxy` with a `ProxyHttp` whose `request_filter` answers
+/// everything (sessions 1–5): the edge never used its proxy phases, but paid for them on
+/// every request — its per-request `Session` (downstream modules, cache and subrequest
+/// state) and the proxy's futures, large enough to move into their boxes: ~11.7k of a GET's
+/// ~196.8k instructions under callgrind (`benches/README.md`). This app does
+/// what `HttpProxy` did around `request_filter` for a request answered there: the head is
+/// read unless the service is stopping (then the connection is dropped), a head pingora's
+/// parser refuses gets its 400 and `CONNECT` its 405 (both replaced by problems in
+/// `head_guard`), keep-alive ends when the service stops, the access line is written
+/// whatever happened, and a session whose answer could not be written is not reused.
+#[async_trait]
+impl HttpServerApp for Edge {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        let read = tokio::select! {
+            biased; // a head already buffered is served before a stop is noticed
+            read = session.read_request() => read,
+            _ = self.stopping() => return None,
+        };
+        match read {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                if matches!(e.etype, ErrorType::InvalidHTTPHeader) {
+                    let _ = session.respond_error(400).await;
+                }
+                session.shutdown().await;
+                return None;
+            }
+        }
+        if session.req_header().method == http::Method::CONNECT {
+            let _ = session.respond_error(405).await;
+            session.shutdown().await;
+            return None;
+        }
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        }
+        let mut ctx = Ctx::new();
+        let served = self.serve(&mut session, &mut ctx).await;
+        self.log(&session, &ctx);
+        if let Err(e) = served {
+            // Nothing more can be written on a broken connection; anything else failed
+            // before the answer's head went out.
+            if !matches!(
+                e.etype,
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+            ) {
+                let _ = session.respond_error(500).await;
+            }
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        let reusable = session.finish().await.ok().flatten()?;
+        Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
+    }
+
+    /// The service stops: idle keep-alive connections waiting for a head are dropped.
+    async fn http_cleanup(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.stopped.notify_waiters();
     }
 }

@@ -34,6 +34,8 @@ const MAX_FIELDS: usize = 100;
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Bytes read from the socket at a time.
 const READ_SIZE: usize = 16 * 1024;
+/// A request body up to this size goes out in the head's write.
+const SMALL_BODY: usize = 16 * 1024;
 
 /// Why a call got no (whole) answer.
 #[derive(Debug, PartialEq, Eq)]
@@ -114,16 +116,26 @@ impl Conn {
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
-    async fn fill(&mut self) -> Result<usize, ()> {
+    /// Reads what the service sent next into `buf`; 0 at the end of the connection.
+    async fn fill(&mut self) -> std::io::Result<usize> {
         self.buf.reserve(READ_SIZE);
-        self.stream.read_buf(&mut self.buf).await.map_err(|_| ())
+        self.stream.read_buf(&mut self.buf).await
+    }
+
+    /// [`Conn::fill`] where more bytes must come: a failed read or the connection's end is
+    /// `fail`.
+    async fn more(&mut self, fail: Failure) -> Result<(), Failure> {
+        match self.fill().await {
+            Ok(n) if n > 0 => Ok(()),
+            _ => Err(fail),
+        }
     }
 
     /// Moves up to `left` body bytes (at least one, reading if none is buffered) to `out`;
     /// how many.
     async fn take_into(&mut self, left: u64, out: &mut Vec<u8>) -> Result<u64, Failure> {
-        if self.buf.is_empty() && self.fill().await.map_err(|_| Failure::Incomplete)? == 0 {
-            return Err(Failure::Incomplete);
+        if self.buf.is_empty() {
+            self.more(Failure::Incomplete).await?;
         }
         let take = self
             .buf
@@ -154,7 +166,7 @@ impl Request<'_> {
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
             .sum();
-        let small_body = body.len() <= 16 * 1024;
+        let small_body = body.len() <= SMALL_BODY;
         let mut out = Vec::with_capacity(
             self.path_and_query.len()
                 + self.authority.len()
@@ -237,7 +249,7 @@ pub(super) async fn send(
         .write_all(&head)
         .await
         .map_err(|_| Failure::Closed)?;
-    if let Some(body) = req.body.filter(|b| b.len() > 16 * 1024) {
+    if let Some(body) = req.body.filter(|b| b.len() > SMALL_BODY) {
         conn.stream
             .write_all(body)
             .await
@@ -265,9 +277,7 @@ async fn read_head(mut conn: Conn, head_request: bool) -> Result<Answer, Failure
             if let Some(head) = parse_head(&conn.buf)? {
                 break head;
             }
-            if conn.fill().await.map_err(|_| Failure::Closed)? == 0 {
-                return Err(Failure::Closed);
-            }
+            conn.more(Failure::Closed).await?;
         };
         conn.buf.advance(len);
         if (100..200).contains(&status) {
@@ -388,7 +398,9 @@ impl Answer {
                 *left > 0
             }
             Framing::Close => {
-                if conn.buf.is_empty() && conn.fill().await.map_err(|_| Failure::Incomplete)? == 0 {
+                let ended =
+                    conn.buf.is_empty() && conn.fill().await.map_err(|_| Failure::Incomplete)? == 0;
+                if ended {
                     false
                 } else {
                     out.extend_from_slice(&conn.buf);
@@ -414,14 +426,7 @@ async fn chunked(conn: &mut Conn, state: &mut Chunk, out: &mut Vec<u8>) -> Resul
     loop {
         match *state {
             Chunk::Size => {
-                let line = line(conn).await?;
-                let digits = line.split(|b| *b == b';').next().unwrap_or_default();
-                let digits = std::str::from_utf8(digits).map_err(|_| Failure::Incomplete)?;
-                let digits = digits.trim_matches(|c| c == ' ' || c == '\t');
-                if digits.is_empty() || digits.len() > 15 {
-                    return Err(Failure::Incomplete);
-                }
-                let size = u64::from_str_radix(digits, 16).map_err(|_| Failure::Incomplete)?;
+                let size = line(conn, chunk_size).await?.ok_or(Failure::Incomplete)?;
                 *state = if size == 0 {
                     Chunk::Trailers
                 } else {
@@ -438,7 +443,7 @@ async fn chunked(conn: &mut Conn, state: &mut Chunk, out: &mut Vec<u8>) -> Resul
                 return Ok(true);
             }
             Chunk::DataEnd => {
-                if !line(conn).await?.is_empty() {
+                if !line(conn, <[u8]>::is_empty).await? {
                     return Err(Failure::Incomplete);
                 }
                 *state = Chunk::Size;
@@ -446,11 +451,11 @@ async fn chunked(conn: &mut Conn, state: &mut Chunk, out: &mut Vec<u8>) -> Resul
             Chunk::Trailers => {
                 let mut total = 0;
                 loop {
-                    let l = line(conn).await?;
-                    if l.is_empty() {
+                    let len = line(conn, <[u8]>::len).await?;
+                    if len == 0 {
                         return Ok(false);
                     }
-                    total += l.len();
+                    total += len;
                     if total > MAX_CHUNK_LINE {
                         return Err(Failure::Incomplete);
                     }
@@ -460,23 +465,32 @@ async fn chunked(conn: &mut Conn, state: &mut Chunk, out: &mut Vec<u8>) -> Resul
     }
 }
 
-/// The next line of the body's framing (CRLF or bare LF), without its end.
-async fn line(conn: &mut Conn) -> Result<Vec<u8>, Failure> {
+/// The next line of the body's framing (CRLF or bare LF), without its end, given to
+/// `read` and then consumed.
+async fn line<R>(conn: &mut Conn, read: impl FnOnce(&[u8]) -> R) -> Result<R, Failure> {
     loop {
-        if let Some(end) = conn.buf.iter().position(|b| *b == b'\n') {
-            let mut l = conn.buf.split_to(end + 1).to_vec();
-            l.pop();
-            if l.last() == Some(&b'\r') {
-                l.pop();
-            }
-            return Ok(l);
+        if let Some(end) = memchr::memchr(b'\n', &conn.buf) {
+            let l = &conn.buf[..end];
+            let got = read(l.strip_suffix(b"\r").unwrap_or(l));
+            conn.buf.advance(end + 1);
+            return Ok(got);
         }
-        if conn.buf.len() > MAX_CHUNK_LINE
-            || conn.fill().await.map_err(|_| Failure::Incomplete)? == 0
-        {
+        if conn.buf.len() > MAX_CHUNK_LINE {
             return Err(Failure::Incomplete);
         }
+        conn.more(Failure::Incomplete).await?;
     }
+}
+
+/// A chunk-size line's size (hex, extensions after `;` ignored).
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.split(|b| *b == b';').next().unwrap_or_default();
+    let digits = std::str::from_utf8(digits).ok()?;
+    let digits = digits.trim_matches(|c| c == ' ' || c == '\t');
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
 }
 
 #[cfg(test)]

@@ -16,11 +16,11 @@ pub(super) struct Pool {
     pub(super) instances: Vec<Instance>,
     /// Where the round robin among equally loaded instances starts next.
     next: AtomicUsize,
-    /// Calls in flight to this service, at most `pool_idle_per_host` per instance: a
-    /// client opening a new connection for every call above the idle pool (and closing it
-    /// afterwards) meant that
-    /// 1,000 concurrent clients meant ~1,400 upstream connections (connect + close per
-    /// call, ~40 MiB of buffers). Waiting for a slot counts against the call's timeout.
+    /// Calls in flight to this service, at most `pool_idle_per_host` per instance, so that
+    /// its connections never outnumber the idle pool: a call above it would open a
+    /// connection and close it afterwards (without the cap, 1,000 concurrent clients meant
+    /// ~1,400 upstream connections, connect + close per call, ~40 MiB of buffers). Waiting
+    /// for a slot counts against the call's timeout.
     pub(super) slots: tokio::sync::Semaphore,
 }
 

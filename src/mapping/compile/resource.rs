@@ -80,6 +80,7 @@ impl Compiler<'_> {
                 }
             });
             let keep_if_present = rs.keep_if_present.as_ref().map(|k| k.to_string());
+            let writable = crate::mapping::transform::writable(&fl, true);
             compiled.push(Arc::new(Resource {
                 name: raw.resource.to_string(),
                 description: rs.description.clone(),
@@ -101,6 +102,7 @@ impl Compiler<'_> {
                 sources: Vec::new(),
                 keep_if_present,
                 create_permission: raw.create_permission.as_ref().map(|p| p.to_string()),
+                writable,
             }));
         }
         let first = compiled.first()?.clone();
@@ -142,7 +144,9 @@ impl Compiler<'_> {
             s.default_sort = (sort_idx, true);
             s
         });
+        let writable = crate::mapping::transform::writable(&fields, true);
         Some(Resource {
+            writable,
             name: raw.resource.to_string(),
             description: raw.description.clone(),
             prefix: raw.prefix.to_string(),
@@ -329,6 +333,7 @@ impl Compiler<'_> {
             sources: Vec::new(),
             keep_if_present: None,
             create_permission: raw.create_permission.as_ref().map(|p| p.to_string()),
+            writable: crate::mapping::transform::writable(&compiled, true),
             fields: compiled,
             get,
             create,
