@@ -8,6 +8,8 @@
 
 use std::io::Write;
 
+use crate::json::write_str;
+
 /// What one line records.
 pub struct Entry<'a> {
     pub trace_id: &'a str,
@@ -26,21 +28,6 @@ pub struct Entry<'a> {
 /// Whether `RUST_LOG` lets access lines through.
 pub fn enabled() -> bool {
     tracing::enabled!(target: "access", tracing::Level::INFO)
-}
-
-/// A JSON string (quotes included) of `s`, escaped.
-fn string(out: &mut Vec<u8>, s: &str) {
-    // Plain ASCII without quotes, backslashes or controls (every field here but the
-    // client id, which comes from a token) needs no escaping.
-    if s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else if serde_json::to_writer(&mut *out, s).is_err() {
-        out.extend_from_slice(b"\"\"");
-    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` of now (UTC): the date and time of day are formatted
@@ -113,11 +100,11 @@ pub fn line(e: &Entry<'_>) -> Vec<u8> {
     out.extend_from_slice(b"{\"timestamp\":\"");
     timestamp(&mut out);
     out.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"trace_id\":");
-    string(&mut out, e.trace_id);
+    write_str(&mut out, e.trace_id);
     out.extend_from_slice(b",\"method\":");
-    string(&mut out, e.method);
+    write_str(&mut out, e.method);
     out.extend_from_slice(b",\"route\":");
-    string(&mut out, e.route);
+    write_str(&mut out, e.route);
     out.extend_from_slice(b",\"status\":");
     digits(&mut out, u64::from(e.status), 1);
     out.extend_from_slice(b",\"duration_ms\":");
@@ -131,7 +118,7 @@ pub fn line(e: &Entry<'_>) -> Vec<u8> {
     out.extend_from_slice(b",\"tenant\":");
     digits(&mut out, u64::from(e.tenant), 1);
     out.extend_from_slice(b",\"client\":");
-    string(&mut out, e.client);
+    write_str(&mut out, e.client);
     out.extend_from_slice(b",\"user\":");
     digits(&mut out, e.user, 1);
     out.extend_from_slice(b"},\"target\":\"access\"}\n");

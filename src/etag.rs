@@ -17,7 +17,12 @@
 /// changed record, with odds of 2⁻¹²⁸ per change.
 pub fn strong(body: &[u8]) -> String {
     let h = xxhash_rust::xxh3::xxh3_128(body);
-    format!("\"{}\"", crate::hex::encode(&h.to_be_bytes()))
+    // Built in place: `format!` was ~1.4k of a GET's instructions.
+    let mut tag = String::with_capacity(34);
+    tag.push('"');
+    crate::hex::push(&mut tag, &h.to_be_bytes());
+    tag.push('"');
+    tag
 }
 
 /// The tag of the `coding`-coded representation of a body tagged `tag`.

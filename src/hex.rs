@@ -9,12 +9,19 @@ pub fn encode(bytes: &[u8]) -> String {
     out
 }
 
-/// Appends the lowercase hex of `bytes` to `out`.
+/// Appends the lowercase hex of `bytes` to `out`, 32 bytes at a time through a buffer (a
+/// `String::push` per digit, with its capacity and UTF-8 checks, was ~800 instructions
+/// of a GET for its three ids).
 pub fn push(out: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    let mut buf = [0u8; 64];
+    for block in bytes.chunks(32) {
+        for (pair, b) in buf.chunks_exact_mut(2).zip(block) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 15)];
+        }
+        // Hex digits are ASCII: this never fails.
+        out.push_str(std::str::from_utf8(&buf[..2 * block.len()]).unwrap_or_default());
     }
 }
 
@@ -36,8 +43,10 @@ mod tests {
     #[test]
     fn encodes_like_format_does() {
         let bytes: Vec<u8> = (0..=255).collect();
-        let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(super::encode(&bytes), expected);
+        for n in [0, 1, 31, 32, 33, 64, 256] {
+            let expected: String = bytes[..n].iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(super::encode(&bytes[..n]), expected, "{n} bytes");
+        }
     }
 
     #[test]

@@ -2,17 +2,18 @@
 //! itself is never kept), each entry living for its own lifetime so that it never outlives
 //! the token's `exp`. Concurrent requests with the same token share one resolution.
 //!
-//! The key is two SipHash-1-3 of the token under two random 128-bit keys drawn at start
-//! (std's `RandomState`): a pseudo-random function nobody outside the process can compute,
-//! so a client cannot construct a token that lands on another's entry (it would have to
-//! hit 128 unknown bits). It replaced a SHA-256, which was ~38k of a cached GET's ~218k
-//! instructions under callgrind (no SHA extensions there; benches/README.md) against ~3k.
+//! The key is the 128-bit SipHash-1-3 of the token under a random 128-bit key drawn at
+//! start: a pseudo-random function nobody outside the process can compute, so a client
+//! cannot construct a token that lands on another's entry (it would have to hit 128
+//! unknown bits). It replaced a SHA-256, which was ~38k of a cached GET's ~218k
+//! instructions under callgrind (no SHA extensions there; benches/README.md), and then two
+//! 64-bit SipHash passes (3.3k for a 600-byte JWT) with this one pass (~1.7k).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::hash::{BuildHasher, Hasher};
+use siphasher::sip128::SipHasher13;
 
 use super::Identity;
 use crate::problem::Problem;
@@ -88,8 +89,8 @@ fn weight(r: &Resolved, floor: u64) -> u32 {
 
 pub(super) struct TokenCache {
     tokens: moka::future::Cache<TokenKey, Arc<Resolved>>,
-    /// The two keys of the token hash, random per process.
-    hash: [std::collections::hash_map::RandomState; 2],
+    /// The token hash, under a key random per process.
+    hash: SipHasher13,
 }
 
 impl TokenCache {
@@ -102,18 +103,12 @@ impl TokenCache {
                 .weigher(move |_k: &TokenKey, v: &Arc<Resolved>| weight(v, floor))
                 .expire_after(PerEntry)
                 .build(),
-            hash: Default::default(),
+            hash: SipHasher13::new_with_key(&rand::random()),
         }
     }
 
     pub(super) fn key(&self, token: &str) -> TokenKey {
-        let mut key = [0u8; 16];
-        for (half, state) in key.chunks_exact_mut(8).zip(&self.hash) {
-            let mut h = state.build_hasher();
-            h.write(token.as_bytes());
-            half.copy_from_slice(&h.finish().to_le_bytes());
-        }
-        key
+        u128::from(self.hash.hash(token.as_bytes())).to_le_bytes()
     }
 
     /// The cached resolution of `key`, or `resolve`'s (shared by concurrent callers); the

@@ -10,6 +10,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
 use super::model::*;
+use super::view::Node;
 use crate::problem::{FieldError, Kind, Problem};
 use crate::seal::InternalId;
 use crate::upstream::{Answer, Ledger, Outgoing, Upstreams};
@@ -163,7 +164,11 @@ impl Prepared {
             push_param(&mut target, k, v);
         }
         let c = &svc.conventions;
-        let mut headers = c.headers.clone();
+        // Sized once: the conventions' headers, the three trust values, the call's own and
+        // the extra ones, and a content type.
+        let mut headers =
+            Vec::with_capacity(c.headers.len() + 4 + call.headers.len() + extra_headers.len());
+        headers.extend(c.headers.iter().cloned());
         let mut place = |p: &Place, v: String, target: &mut String| -> Result<(), Problem> {
             match p {
                 Place::Header(h) => headers.push((h.clone(), header_value(&v)?)),
@@ -289,6 +294,21 @@ impl Upstreams {
         )
         .await
     }
+}
+
+/// A success's answer as a borrowed view, parsed as [`interpret`] parses it: `None` for
+/// anything else (an error status, a failure inside a 200, an empty or unparsable body),
+/// which `interpret` reads.
+pub fn success_view<'a>(svc: &Service, a: &'a Answer) -> Option<Node<'a>> {
+    if !(200..300).contains(&a.status) || a.body.is_empty() {
+        return None;
+    }
+    let root = Node::parse(&a.body).ok()?;
+    let ok = svc
+        .success
+        .as_ref()
+        .is_none_or(|p| root.pointer(p).and_then(Node::as_bool) == Some(true));
+    ok.then_some(root)
 }
 
 /// Reads one service's answer: the payload of a success, or the problem its error means.

@@ -11,6 +11,7 @@ pub mod tpl;
 pub mod transform;
 pub mod versions;
 mod versions_check;
+pub mod view;
 mod write;
 
 pub use compile::{load_dir, load_shipped, Context};

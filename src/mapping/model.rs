@@ -252,6 +252,8 @@ pub struct WriteAs {
 #[derive(Debug, Clone)]
 pub struct Field {
     pub name: String,
+    /// The name as a JSON object writes it, `"name":` (for `transform::write_public`).
+    pub member: Box<[u8]>,
     pub from: Option<UpPath>,
     pub codec: Codec,
     pub nullable: bool,

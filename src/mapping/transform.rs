@@ -3,6 +3,8 @@
 //! Pure functions of (fields, value, tenant): no I/O, so they are golden-tested and fuzzed
 //! directly. Requests are validated here: every offending field is reported by pointer.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::{Map, Value};
 
@@ -10,6 +12,43 @@ use super::model::*;
 use crate::seal::{InternalId, Sealer};
 
 pub use super::write::{fill_template, merge, to_upstream, value_to_upstream, WriteMode};
+
+/// An upstream record as the codecs read it: the value at a path of member names.
+/// A `Value` lends its own; a borrowed view ([`super::view::Node`]) makes the one asked for.
+pub trait Record {
+    fn at(&self, p: &UpPath) -> Option<Cow<'_, Value>>;
+    /// The string at `p`, if a string is there (read without making a value).
+    fn text_at(&self, p: &UpPath) -> Option<&str>;
+}
+
+impl Record for Value {
+    fn at(&self, p: &UpPath) -> Option<Cow<'_, Value>> {
+        p.get(self).map(Cow::Borrowed)
+    }
+
+    fn text_at(&self, p: &UpPath) -> Option<&str> {
+        p.get(self)?.as_str()
+    }
+}
+
+impl<'a> Record for super::view::Node<'a> {
+    fn at(&self, p: &UpPath) -> Option<Cow<'_, Value>> {
+        self.path(&p.0).map(|n| Cow::Owned(n.to_value()))
+    }
+
+    fn text_at(&self, p: &UpPath) -> Option<&str> {
+        match self.path(&p.0)? {
+            super::view::Node::String(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// The value at `p`, null when there is none.
+fn at_or_null<'r, R: Record + ?Sized>(rec: &'r R, p: Option<&UpPath>) -> Cow<'r, Value> {
+    p.and_then(|p| rec.at(p))
+        .unwrap_or(Cow::Borrowed(&Value::Null))
+}
 
 /// What a codec needs besides the value: the tenant binds every id.
 pub struct Ctx<'a> {
@@ -59,10 +98,50 @@ fn canonical_int(s: &str) -> Option<i64> {
 
 // ---------------------------------------------------------------- time formats
 
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, as chrono's `to_rfc3339_opts(Millis, true)` writes it: here
+/// for the years 0000–9999 (chrono's formatter took ~900 instructions a timestamp), by
+/// chrono beyond them.
 pub fn millis_to_rfc3339(ms: i64) -> Option<String> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    const FIRST: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00.000Z
+    const LAST: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    if !(FIRST..=LAST).contains(&ms) {
+        return Utc
+            .timestamp_millis_opt(ms)
+            .single()
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
+    }
+    let (year, month, day) = civil_from_days(ms.div_euclid(86_400_000));
+    let t = ms.rem_euclid(86_400_000);
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut n: i64| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, t / 3_600_000);
+    put(14, 2, t / 60_000 % 60);
+    put(17, 2, t / 1000 % 60);
+    put(20, 3, t % 1000);
+    std::str::from_utf8(&b).ok().map(str::to_owned)
+}
+
+/// The proleptic Gregorian (year, month, day) of a day counted from 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 fn upstream_millis(fmt: TimeFormat, v: &Value) -> Option<i64> {
@@ -151,7 +230,11 @@ pub fn to_public(res: &Resource, ctx: &Ctx, rec: &Value) -> Value {
 /// by public pointer: the caller answers 502 rather than publish a silent null. Checked
 /// as the record is built: scalar fields (and those of nested objects, in field order),
 /// not lists, variants, constants or the resource's `keep_if_present` field.
-pub fn to_public_checked(res: &Resource, ctx: &Ctx, rec: &Value) -> (Value, Option<String>) {
+pub fn to_public_checked<R: Record + ?Sized>(
+    res: &Resource,
+    ctx: &Ctx,
+    rec: &R,
+) -> (Value, Option<String>) {
     let mut out = Map::with_capacity(res.fields.len() + 1);
     out.insert("id".into(), sealed_id(res, ctx, rec));
     let mut unread = None;
@@ -165,17 +248,17 @@ pub fn to_public_checked(res: &Resource, ctx: &Ctx, rec: &Value) -> (Value, Opti
 /// and hashed, then serialized and dropped: ~9k of a GET's instructions). `None`, with
 /// nothing written, for a resource this cannot write: one with variant fields (a case
 /// reads public fields built before it) or a field named `id`.
-pub fn write_public(
+pub fn write_public<R: Record + ?Sized>(
     res: &Resource,
     ctx: &Ctx,
-    rec: &Value,
+    rec: &R,
     out: &mut Vec<u8>,
 ) -> Option<Option<String>> {
     if !res.writable {
         return None;
     }
     out.extend_from_slice(b"{\"id\":");
-    json_into(out, &sealed_id(res, ctx, rec));
+    value_into(out, &sealed_id(res, ctx, rec));
     let mut unread = None;
     let skip = res.keep_if_present.as_deref();
     write_fields(&res.fields, ctx, rec, out, Some(&mut unread), skip, true);
@@ -184,8 +267,8 @@ pub fn write_public(
 }
 
 /// The record's sealed public id (null without an id).
-fn sealed_id(res: &Resource, ctx: &Ctx, rec: &Value) -> Value {
-    let id = res.id_from.get(rec).and_then(internal_of);
+fn sealed_id<R: Record + ?Sized>(res: &Resource, ctx: &Ctx, rec: &R) -> Value {
+    let id = rec.at(&res.id_from).and_then(|v| internal_of(&v));
     id.map(|id| Value::from(ctx.sealer.seal_id(&res.prefix, ctx.tenant, res.kind, &id)))
         .unwrap_or(Value::Null)
 }
@@ -205,10 +288,10 @@ pub(super) fn writable(fields: &[Field], top: bool) -> bool {
 
 /// The members of one public object (after `{`, or after the `id` when `after_first`), in
 /// field order; `unread` as in [`fields_into`].
-fn write_fields(
+fn write_fields<R: Record + ?Sized>(
     fields: &[Field],
     ctx: &Ctx,
-    rec: &Value,
+    rec: &R,
     out: &mut Vec<u8>,
     mut unread: Option<&mut Option<String>>,
     skip: Option<&str>,
@@ -220,9 +303,13 @@ fn write_fields(
         if after_first || i > 0 {
             out.push(b',');
         }
-        json_into(out, &f.name);
-        out.push(b':');
+        out.extend_from_slice(&f.member);
         checked(&mut unread, skip, f, |below| match &f.codec {
+            // A string is written from the record as it is (what the codec's clone is).
+            Codec::String => match f.from.as_ref().and_then(|p| rec.text_at(p)) {
+                Some(s) => crate::json::write_str(out, s),
+                None => value_into(out, &field_to_public(f, ctx, rec, &done, below)),
+            },
             Codec::Object {
                 fields,
                 null_unless,
@@ -235,8 +322,16 @@ fn write_fields(
                     out.push(b'}');
                 }
             }
-            _ => json_into(out, &field_to_public(f, ctx, rec, &done, below)),
+            _ => value_into(out, &field_to_public(f, ctx, rec, &done, below)),
         });
+    }
+}
+
+/// [`json_into`] for a value, its strings through [`str_into`].
+fn value_into(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::String(s) => crate::json::write_str(out, s),
+        _ => json_into(out, v),
     }
 }
 
@@ -252,10 +347,10 @@ pub fn fields_to_public(fields: &[Field], ctx: &Ctx, rec: &Value, out: &mut Map<
 
 /// The fields of `rec` into `out`; with `unread`, the first unreadable field's pointer
 /// (below this level) goes there, `skip` aside.
-fn fields_into(
+fn fields_into<R: Record + ?Sized>(
     fields: &[Field],
     ctx: &Ctx,
-    rec: &Value,
+    rec: &R,
     out: &mut Map<String, Value>,
     mut unread: Option<&mut Option<String>>,
     skip: Option<&str>,
@@ -286,14 +381,12 @@ fn checked<R>(
 }
 
 /// An object field whose `null_unless` member has no upstream value is null as a whole.
-fn object_absent(fields: &[Field], null_unless: Option<usize>, rec: &Value) -> bool {
-    null_unless.is_some_and(|i| {
-        fields[i]
-            .from
-            .as_ref()
-            .and_then(|p| p.get(rec))
-            .is_none_or(Value::is_null)
-    })
+fn object_absent<R: Record + ?Sized>(
+    fields: &[Field],
+    null_unless: Option<usize>,
+    rec: &R,
+) -> bool {
+    null_unless.is_some_and(|i| at_or_null(rec, fields[i].from.as_ref()).is_null())
 }
 
 /// Whether a codec's value is a scalar the unreadable check covers.
@@ -314,27 +407,23 @@ fn checked_scalar(c: &Codec) -> bool {
 
 /// One field's public value. With `unread`, a value there upstream that reads as null
 /// sets it to the pointer below this field (`""` for the field itself).
-fn field_to_public(
+fn field_to_public<R: Record + ?Sized>(
     f: &Field,
     ctx: &Ctx,
-    rec: &Value,
+    rec: &R,
     done: &Map<String, Value>,
     unread: Option<&mut Option<String>>,
 ) -> Value {
     match &f.codec {
         Codec::Const(v) => v.clone(),
         Codec::Changes(c) => {
-            let raw = f
-                .from
-                .as_ref()
-                .and_then(|p| p.get(rec))
-                .unwrap_or(&Value::Null);
-            changes_to_public(c, ctx, rec, raw)
+            let raw = at_or_null(rec, f.from.as_ref());
+            changes_to_public(c, ctx, rec, &raw)
         }
         Codec::Variant(var) => {
             let key = match &var.key {
                 VariantKey::Public(name) => done.get(name).cloned().unwrap_or(Value::Null),
-                VariantKey::Upstream(p) => p.get(rec).cloned().unwrap_or(Value::Null),
+                VariantKey::Upstream(p) => rec.at(p).map(Cow::into_owned).unwrap_or(Value::Null),
             };
             match var.case(&key) {
                 Some(case) => field_to_public(case, ctx, rec, done, None),
@@ -354,12 +443,8 @@ fn field_to_public(
         }
         Codec::Attachment(a) => attachment_to_public(a, ctx, rec),
         codec => {
-            let raw = f
-                .from
-                .as_ref()
-                .and_then(|p| p.get(rec))
-                .unwrap_or(&Value::Null);
-            let v = value_to_public(codec, ctx, raw);
+            let raw = at_or_null(rec, f.from.as_ref());
+            let v = value_to_public(codec, ctx, &raw);
             if let Some(u) = unread {
                 if v.is_null() && !raw.is_null() && checked_scalar(codec) {
                     *u = Some(String::new());
@@ -372,8 +457,9 @@ fn field_to_public(
 
 /// `{upstreamField: {from, to}}` → `{public_field: {from, to}}` in public values; fields the
 /// public API does not have (row versions, internals) are left out.
-fn changes_to_public(c: &Changes, ctx: &Ctx, rec: &Value, raw: &Value) -> Value {
-    let code = c.on.get(rec).and_then(Value::as_str).unwrap_or_default();
+fn changes_to_public<R: Record + ?Sized>(c: &Changes, ctx: &Ctx, rec: &R, raw: &Value) -> Value {
+    let on = rec.at(&c.on);
+    let code = on.as_deref().and_then(Value::as_str).unwrap_or_default();
     let table = c
         .tables
         .iter()
@@ -397,27 +483,22 @@ fn changes_to_public(c: &Changes, ctx: &Ctx, rec: &Value, raw: &Value) -> Value 
     Value::Object(out)
 }
 
-fn attachment_to_public(a: &Attachment, ctx: &Ctx, rec: &Value) -> Value {
+fn attachment_to_public<R: Record + ?Sized>(a: &Attachment, ctx: &Ctx, rec: &R) -> Value {
     match &a.style {
         AttachStyle::TypeAndId { type_from, id_from } => {
-            let code = type_from.get(rec).unwrap_or(&Value::Null);
-            let id = id_from.get(rec).unwrap_or(&Value::Null);
-            match a.kinds.iter().find(|k| k.code.as_ref() == Some(code)) {
+            let code = at_or_null(rec, Some(type_from));
+            let id = at_or_null(rec, Some(id_from));
+            match a.kinds.iter().find(|k| k.code.as_ref() == Some(&*code)) {
                 Some(k) if !id.is_null() => {
-                    serde_json::json!({"type": k.name, "id": ctx.seal(&k.prefix, id)})
+                    serde_json::json!({"type": k.name, "id": ctx.seal(&k.prefix, &id)})
                 }
                 _ => Value::Null,
             }
         }
         AttachStyle::Associations => {
             for k in &a.kinds {
-                let first = k
-                    .from
-                    .as_ref()
-                    .and_then(|p| p.get(rec))
-                    .and_then(Value::as_array)
-                    .and_then(|l| l.first());
-                if let Some(id) = first {
+                let list = at_or_null(rec, k.from.as_ref());
+                if let Some(id) = list.as_array().and_then(|l| l.first()) {
                     return serde_json::json!({"type": k.name, "id": ctx.seal(&k.prefix, id)});
                 }
             }
@@ -502,6 +583,40 @@ pub(super) fn round6(f: f64) -> f64 {
 mod tests {
     use super::*;
 
+    /// Timestamps are written as chrono writes them, inside the years written here and
+    /// beyond them.
+    #[test]
+    fn timestamps_read_as_chrono_writes_them() {
+        let chrono = |ms: i64| {
+            Utc.timestamp_millis_opt(ms)
+                .single()
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        };
+        let mut samples = vec![
+            0,
+            -1,
+            1,
+            951_782_400_000,     // 2000-02-29
+            -2_203_891_200_001,  // 1900-02-28T23:59:59.999
+            -62_167_219_200_000, // 0000-01-01
+            -62_167_219_200_001, // before year 0
+            253_402_300_799_999, // 9999-12-31T23:59:59.999
+            253_402_300_800_000, // 10000-01-01
+            i64::MIN,
+            i64::MAX,
+        ];
+        // Spread over the years 0–9999 and a little beyond (a fixed LCG: repeatable).
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..200_000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let span = 320_000_000_000_000_i64;
+            samples.push((x >> 11) as i64 % span - 64_000_000_000_000);
+        }
+        for ms in samples {
+            assert_eq!(millis_to_rfc3339(ms), chrono(ms), "{ms}");
+        }
+    }
+
     /// The written record is byte for byte the built one, and names the same unreadable
     /// field: every shipped resource it can write, with records whose every mapped field
     /// holds a number, a string, a boolean, a list, an object or null.
@@ -528,6 +643,7 @@ mod tests {
             Value::from(2),
             Value::from(-1.5),
             Value::from("x"),
+            Value::from("q\"b\\s\n\u{1}\u{7f}é€😀"),
             Value::from("2026-01-02"),
             Value::from(true),
             serde_json::json!([1, "a"]),
@@ -541,11 +657,29 @@ mod tests {
                 res.id_from.set(&mut rec, Value::from(7));
                 fill(&res.fields, &mut rec, v);
                 let rec = Value::Object(rec);
+                // The record read through a borrowed view of its text reads the same.
+                let text = serde_json::to_vec(&rec).expect("serializes");
+                let node = crate::mapping::view::Node::parse(&text).expect("parses");
+                assert_eq!(
+                    to_public_checked(res, &ctx, &node),
+                    to_public_checked(res, &ctx, &rec),
+                    "{} with {v}, viewed",
+                    res.name
+                );
                 let mut out = Vec::new();
                 let Some(unread) = write_public(res, &ctx, &rec, &mut out) else {
                     assert!(out.is_empty());
                     continue;
                 };
+                let mut viewed = Vec::new();
+                let viewed_unread = write_public(res, &ctx, &node, &mut viewed);
+                assert_eq!(viewed_unread.as_ref(), Some(&unread), "{}", res.name);
+                assert_eq!(
+                    String::from_utf8_lossy(&viewed),
+                    String::from_utf8_lossy(&out),
+                    "{} with {v}, viewed",
+                    res.name
+                );
                 written += 1;
                 let (built, built_unread) = to_public_checked(res, &ctx, &rec);
                 let want = serde_json::to_vec(&built).expect("serializes");

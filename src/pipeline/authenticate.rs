@@ -11,7 +11,7 @@ use crate::problem::Problem;
 pub async fn authenticate(auth: &Auth, req: &RequestHeader) -> Result<Arc<Identity>, Problem> {
     let auth_headers: Vec<&[u8]> = req
         .headers
-        .get_all("authorization")
+        .get_all(http::header::AUTHORIZATION)
         .iter()
         .map(|v| v.as_bytes())
         .collect();

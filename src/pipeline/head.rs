@@ -33,12 +33,12 @@ pub fn cors(cors: Option<&Cors>, req: &RequestHeader, ctx: &mut Ctx) -> Option<R
     let cors = cors?;
     let headers = &req.headers;
     let origin = headers
-        .get("origin")
+        .get(http::header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .filter(|o| cors.allows(o))
         .map(str::to_string);
     let preflight = req.method == http::Method::OPTIONS
-        && headers.contains_key("access-control-request-method");
+        && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
     if preflight {
         // Answered here, without a token and without any upstream.
         ctx.extra = origin.map(|o| cors.preflight(&o)).unwrap_or_default();

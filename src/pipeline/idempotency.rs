@@ -39,7 +39,7 @@ pub fn key<'a>(
     body: Option<&Value>,
     version: &str,
 ) -> Result<Option<Pending<'a>>, Problem> {
-    let key = match (method, req.headers.get("idempotency-key")) {
+    let key = match (method, req.headers.get(super::names::IDEMPOTENCY_KEY)) {
         ("POST" | "PATCH", Some(k)) if crate::policy::valid_key(k.as_bytes()) => {
             Some(k.as_bytes().to_vec())
         }

@@ -15,6 +15,7 @@ mod ctx;
 mod execute;
 mod head;
 mod idempotency;
+mod names;
 mod rate_limit;
 mod respond;
 mod route;
@@ -143,7 +144,11 @@ impl Edge {
     /// One request: head checks, the `/v1` pipeline, the answer written.
     async fn serve(&self, session: &mut ServerSession, ctx: &mut Ctx) -> Result<()> {
         let req = session.req_header();
-        ctx.start_trace(req.headers.get("traceparent").and_then(|v| v.to_str().ok()));
+        ctx.start_trace(
+            req.headers
+                .get(names::TRACEPARENT)
+                .and_then(|v| v.to_str().ok()),
+        );
         let instance = req.uri.path().to_string();
         // head size: the first check, so nothing else reads an oversized head
         if let Err(p) = head::head_size(req, self.rt.cfg.max_request_header_bytes) {

@@ -88,14 +88,27 @@ fn valid_segment(s: &str) -> bool {
 
 /// Route matching: `Err` is 404 or 405 (with `Allow`).
 pub fn route(plan: &Plan, method: &str, path: &str) -> Result<Target, Problem> {
-    let segs: Vec<&str> = path
+    // No operation has more than three segments; a path with more is not found (after each
+    // segment is checked, as every path's are).
+    let mut found = [""; 3];
+    let mut n = 0;
+    for seg in path
         .strip_prefix("/v1/")
         .ok_or_else(Problem::not_found)?
         .split('/')
-        .collect();
-    if segs.iter().any(|s| !valid_segment(s)) {
+    {
+        if !valid_segment(seg) {
+            return Err(Problem::not_found());
+        }
+        if let Some(slot) = found.get_mut(n) {
+            *slot = seg;
+        }
+        n += 1;
+    }
+    if n > found.len() {
         return Err(Problem::not_found());
     }
+    let segs = &found[..n];
     let res = plan
         .resources
         .get(segs[0])
@@ -109,7 +122,7 @@ pub fn route(plan: &Plan, method: &str, path: &str) -> Result<Target, Problem> {
                 .with_header("allow", allow.join(", "))
         }
     };
-    let op = match (segs.as_slice(), method) {
+    let op = match (segs, method) {
         ([_], "POST") if res.create.is_some() => Operation::Create,
         ([_], _) => {
             return Err(deny(if res.create.is_some() {
@@ -120,24 +133,24 @@ pub fn route(plan: &Plan, method: &str, path: &str) -> Result<Target, Problem> {
         }
         ([_, "search"], "POST") if res.search.is_some() => Operation::Search,
         ([_, "search"], _) if res.search.is_some() => return Err(deny(vec!["POST"])),
-        ([_, id], m) => {
-            let mut allow = Vec::new();
-            if res.get.is_some() {
-                allow.extend(["GET", "HEAD"]);
+        ([_, id], m) => match m {
+            "GET" | "HEAD" if res.get.is_some() => Operation::Get(id.to_string()),
+            "PATCH" if res.update.is_some() => Operation::Update(id.to_string()),
+            "DELETE" if res.delete.is_some() => Operation::Delete(id.to_string()),
+            _ => {
+                let mut allow = Vec::new();
+                if res.get.is_some() {
+                    allow.extend(["GET", "HEAD"]);
+                }
+                if res.update.is_some() {
+                    allow.push("PATCH");
+                }
+                if res.delete.is_some() {
+                    allow.push("DELETE");
+                }
+                return Err(deny(allow));
             }
-            if res.update.is_some() {
-                allow.push("PATCH");
-            }
-            if res.delete.is_some() {
-                allow.push("DELETE");
-            }
-            match m {
-                "GET" | "HEAD" if res.get.is_some() => Operation::Get(id.to_string()),
-                "PATCH" if res.update.is_some() => Operation::Update(id.to_string()),
-                "DELETE" if res.delete.is_some() => Operation::Delete(id.to_string()),
-                _ => return Err(deny(allow)),
-            }
-        }
+        },
         ([_, id, action], m) => match res.actions.contains_key(*action) {
             true if m == "POST" => Operation::Action(id.to_string(), action.to_string()),
             true => return Err(deny(vec!["POST"])),

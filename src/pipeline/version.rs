@@ -10,7 +10,7 @@ use crate::problem::{Kind, Problem};
 /// one, the current one otherwise (errors before the version stage echo it too).
 pub fn echo(plan: &Plan, req: &RequestHeader) -> String {
     req.headers
-        .get("version")
+        .get(super::names::VERSION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| plan.versions.find(v.trim()))
         .map(|r| r.date.clone())
@@ -22,7 +22,11 @@ pub fn version<'p>(
     req: &RequestHeader,
     extra: &mut Vec<(&'static str, String)>,
 ) -> Result<&'p Release, Problem> {
-    let version = match req.headers.get("version").map(|v| v.to_str().unwrap_or("")) {
+    let version = match req
+        .headers
+        .get(super::names::VERSION)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
         None => {
             return Err(Problem::new(
                 Kind::VersionRequired,

@@ -4,8 +4,9 @@
 //! sealing would.
 //!
 //! Bounded by construction: a fixed number of slots, each holding one entry; an entry
-//! goes to the slot its key hashes to (keyed SipHash with a per-process random key, so a
-//! client cannot aim entries at one slot) and replaces whatever was there. Ids longer than
+//! goes to the slot its key hashes to (foldhash with a per-process random seed, so a
+//! client cannot aim entries at one slot; a slot that is shared all the same only costs a
+//! seal again) and replaces whatever was there. Ids longer than
 //! [`MAX_KEY`] bytes are not memoized.
 
 use std::hash::{BuildHasher, Hash};
@@ -35,7 +36,7 @@ struct Opened {
 }
 
 pub struct Memo {
-    hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::quality::RandomState,
     sealed: Box<[Mutex<Option<Sealed>>]>,
     opened: Box<[Mutex<Option<Opened>>]>,
 }

@@ -277,8 +277,11 @@ impl Compiler<'_> {
                 "`filter_ops` and `filter_as` need `filter` (the operators)",
             );
         }
+        let mut member = serde_json::to_vec(name).unwrap_or_default();
+        member.push(b':');
         Some(Field {
             name: name.to_string(),
+            member: member.into(),
             from,
             codec,
             nullable: f.nullable,

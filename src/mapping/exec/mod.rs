@@ -7,7 +7,8 @@ use super::dialect::{self, error_code, interpret, Prepared, Trust, Vars};
 use super::model::*;
 use super::search::{self, Query};
 use super::tpl::Hole;
-use super::transform::{self, Ctx, WriteMode};
+use super::transform::{self, Ctx, Record, WriteMode};
+use super::view::Node;
 use crate::problem::{FieldError, Kind, Problem};
 use crate::seal::{InternalId, Sealer};
 use crate::upstream::{Answer, Upstreams};
@@ -268,7 +269,7 @@ impl Exec<'_> {
 
     /// The public record; an upstream value that does not read as its declared type is a
     /// 502 (logged with the field), never a silent null.
-    pub(super) fn public(&self, rec: &Value) -> Result<Value, Problem> {
+    pub(super) fn public<R: Record + ?Sized>(&self, rec: &R) -> Result<Value, Problem> {
         let (out, unread) = transform::to_public_checked(self.res, &self.ctx(), rec);
         match unread {
             Some(field) => Err(self.unreadable(&field)),
@@ -279,7 +280,7 @@ impl Exec<'_> {
     /// `{"data": <the public record>}`, written straight to JSON where the resource allows
     /// it (`transform::write_public`), else built as a value; unreadable values as in
     /// [`Exec::public`].
-    pub(super) fn data(&self, rec: &Value) -> Result<Body, Problem> {
+    pub(super) fn data<R: Record + ?Sized>(&self, rec: &R) -> Result<Body, Problem> {
         let mut out = Vec::with_capacity(512);
         out.extend_from_slice(b"{\"data\":");
         match transform::write_public(self.res, &self.ctx(), rec, &mut out) {
@@ -290,6 +291,23 @@ impl Exec<'_> {
             Some(Some(field)) => Err(self.unreadable(&field)),
             None => Ok(Body::Value(envelope(self.public(rec)?, None))),
         }
+    }
+
+    /// [`Exec::data`] of a read's answer, as [`Exec::call`] reads it — through a borrowed
+    /// view of a plain success (`dialect::success_view`): no `Value` is built for the
+    /// record, only for the fields the mapping reads.
+    fn read_data(&self, call: &Call, answer: &Answer) -> Result<Body, Problem> {
+        let svc = self.service()?;
+        let Some(root) = dialect::success_view(svc, answer) else {
+            let payload = interpret(svc, Some(self.res), answer)?;
+            return self.data(&take_record(call, payload));
+        };
+        // A missing envelope member is a null record, as `interpret` and `take_record` take
+        // it; the empty pointer is the whole value.
+        let rec = root
+            .pointer(svc.result.as_deref().unwrap_or(""))
+            .and_then(|payload| payload.pointer(call.record.as_deref().unwrap_or("")));
+        self.data(rec.unwrap_or(&Node::Null))
     }
 
     fn unreadable(&self, field: &str) -> Problem {
@@ -320,10 +338,13 @@ impl Exec<'_> {
         }
         let call = self.res.get.as_ref().ok_or_else(not_allowed)?;
         let id = self.open(public_id)?;
-        let rec = self.call(call, Some(&id), &Map::new(), &[]).await?;
+        let safe = call.method == Method::Get;
+        let answer = self
+            .raw_call(call, Some(&id), &Map::new(), &[], None, safe, &[])
+            .await?;
         Ok(Done {
             status: 200,
-            body: Some(self.data(&rec)?),
+            body: Some(self.read_data(call, &answer)?),
             location: None,
         })
     }
