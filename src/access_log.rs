@@ -133,22 +133,160 @@ pub fn write_to(file: std::sync::Arc<std::fs::File>) {
     let _ = SINK.set(file);
 }
 
-/// Writes the line in one `write` (lines of concurrent requests never interleave).
+/// Writes the line: in one `write` (lines of concurrent requests never interleave), or
+/// into the buffer when the access log is buffered ([`buffer`]).
 pub fn write(e: &Entry<'_>) {
     let line = line(e);
+    match BUFFER.get() {
+        Some(b) => b.keep(&line, &mut emit),
+        None => emit(&line),
+    }
+}
+
+/// One `write` of whole lines to the sink.
+fn emit(bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
     match SINK.get() {
         Some(f) => {
-            let _ = (&**f).write_all(&line);
+            let _ = (&**f).write_all(bytes);
         }
         None => {
-            let _ = std::io::stderr().lock().write_all(&line);
+            let _ = std::io::stderr().lock().write_all(bytes);
         }
+    }
+}
+
+static BUFFER: std::sync::OnceLock<Buffer> = std::sync::OnceLock::new();
+
+/// Buffers the access log from now on (`access_log_buffer_bytes`, once; 0 leaves it
+/// unbuffered): lines are kept, at most `bytes` of them, and written together when the next
+/// one would not fit and at least every `every` (a thread of its own), as nginx's
+/// `access_log … buffer= flush=` and Envoy's file sink (flushed every second by default)
+/// do. A write a line was one `write` syscall per request in system time. Lines already
+/// kept are lost only if the process dies without draining: a graceful stop or upgrade
+/// calls [`unbuffer`] first.
+pub fn buffer(bytes: usize, every: std::time::Duration) {
+    if bytes == 0 || BUFFER.set(Buffer::new(bytes)).is_err() {
+        return;
+    }
+    let flusher = std::thread::Builder::new()
+        .name("access-log".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            if let Some(b) = BUFFER.get() {
+                b.flush(&mut emit);
+            }
+        });
+    if let Err(e) = flusher {
+        // Without its flusher the buffer would hold lines indefinitely.
+        tracing::warn!(error = %e, "no access-log flush thread: the access log stays unbuffered");
+        if let Some(b) = BUFFER.get() {
+            b.unbuffer(&mut emit);
+        }
+    }
+}
+
+/// The edge is draining: what the buffer holds is written now, and every later line at
+/// once, so that none is lost when the process exits.
+pub fn unbuffer() {
+    if let Some(b) = BUFFER.get() {
+        b.unbuffer(&mut emit);
+    }
+}
+
+/// The lines kept for one write (see [`buffer`]).
+struct Buffer {
+    lines: std::sync::Mutex<Vec<u8>>,
+    cap: usize,
+    /// Set once draining: lines go straight to the sink.
+    direct: std::sync::atomic::AtomicBool,
+}
+
+impl Buffer {
+    fn new(cap: usize) -> Buffer {
+        Buffer {
+            lines: std::sync::Mutex::new(Vec::with_capacity(cap)),
+            cap,
+            direct: Default::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps `line`, writing what is kept first when it would not fit; straight to `out`
+    /// once draining. Checked under the lock: a line never lands in a buffer that
+    /// [`Buffer::unbuffer`] has already written out.
+    fn keep(&self, line: &[u8], out: &mut dyn FnMut(&[u8])) {
+        let mut lines = self.lock();
+        if self.direct.load(std::sync::atomic::Ordering::Acquire) {
+            return out(line);
+        }
+        if !lines.is_empty() && lines.len() + line.len() > self.cap {
+            out(&lines);
+            lines.clear();
+        }
+        if line.len() >= self.cap {
+            return out(line);
+        }
+        lines.extend_from_slice(line);
+    }
+
+    fn flush(&self, out: &mut dyn FnMut(&[u8])) {
+        let mut lines = self.lock();
+        if !lines.is_empty() {
+            out(&lines);
+            lines.clear();
+        }
+    }
+
+    fn unbuffer(&self, out: &mut dyn FnMut(&[u8])) {
+        self.direct
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.flush(out);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_buffer_writes_whole_lines_when_full_flushed_or_draining_and_loses_none() {
+        let b = Buffer::new(64);
+        let mut written: Vec<Vec<u8>> = Vec::new();
+        let line = |n: usize| format!("{{\"line\":{n:02}}}\n").into_bytes(); // 12 bytes
+        let mut sent = Vec::new();
+        for n in 0..12 {
+            sent.extend(line(n));
+            b.keep(&line(n), &mut |w: &[u8]| written.push(w.to_vec()));
+        }
+        // 5 lines fit in 64 bytes: two writes of five lines so far, two lines kept.
+        assert_eq!(written.len(), 2, "{written:?}");
+        assert!(written.iter().all(|w| w.len() == 60));
+        b.flush(&mut |w: &[u8]| written.push(w.to_vec()));
+        assert_eq!(written.concat(), sent, "every line once, in order");
+        // A line longer than the buffer is written on its own, after what is kept.
+        let long = vec![b'x'; 100];
+        b.keep(&line(12), &mut |w: &[u8]| written.push(w.to_vec()));
+        b.keep(&long, &mut |w: &[u8]| written.push(w.to_vec()));
+        assert_eq!(written[written.len() - 2], line(12));
+        assert_eq!(written[written.len() - 1], long);
+        // Draining: what is kept is written, and every later line at once.
+        b.keep(&line(13), &mut |w: &[u8]| written.push(w.to_vec()));
+        let before = written.len();
+        b.unbuffer(&mut |w: &[u8]| written.push(w.to_vec()));
+        assert_eq!(written[before..], [line(13)]);
+        b.keep(&line(14), &mut |w: &[u8]| written.push(w.to_vec()));
+        assert_eq!(written.last(), Some(&line(14)));
+        b.flush(&mut |w: &[u8]| written.push(w.to_vec()));
+        assert_eq!(written.last(), Some(&line(14)), "nothing left behind");
+    }
 
     #[test]
     fn a_line_is_one_json_object_in_the_log_shape_with_hostile_strings_escaped() {

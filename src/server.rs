@@ -158,6 +158,8 @@ async fn watch_draining(
             ) => {
                 rt.draining
                     .store(true, std::sync::atomic::Ordering::Relaxed);
+                // The buffered access lines are written before the process can exit.
+                crate::access_log::unbuffer();
                 tracing::info!("draining: answers now close their connections");
             }
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -168,6 +170,7 @@ async fn watch_draining(
 
 /// Runs the edge until SIGTERM/SIGINT (or SIGQUIT for an upgrade).
 pub fn run(mut cfg: EdgeConfig, plan: mapping::Plan, flags: PingoraFlags) -> std::io::Result<()> {
+    crate::access_log::buffer(cfg.access_log_buffer_bytes, cfg.access_log_flush);
     if !flags.upgrade {
         // pingora builds each listener in its service's own thread and only that thread
         // dies when a bind fails: the process would stay up, the admin listener ready, the

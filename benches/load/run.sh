@@ -14,6 +14,9 @@
 # own tree when the mapping format differs), for an A/B of two builds in one run: it is
 # driven in (a), (b) and (c) next to `edge`, the two in alternating order round by round.
 # The simulator and the other targets always come from EDGE_BIN (or the build).
+# EDGE_YAML='key: value' adds top-level keys to the config of every edge of EDGE_BIN (e.g.
+# 'access_log_buffer_bytes: 65536'), EDGE_B_YAML to edge-b's: the same binary with two
+# configs is an A/B of a setting.
 #
 # It starts `prospect-edge demo` (the simulator with zero latency + the dev issuer), three
 # standalone edges on that simulator (no rate limit; memory limiter; Redis limiter), nginx
@@ -83,6 +86,8 @@ else
 fi
 BIN_B=${EDGE_BIN_B:-}
 MAPPINGS_B=${EDGE_B_MAPPINGS:-$ROOT/mappings}
+EDGE_YAML=${EDGE_YAML:-}
+EDGE_B_YAML=${EDGE_B_YAML:-}
 if [ -n "$BIN_B" ]; then
     [ -x "$BIN_B" ] || die "EDGE_BIN_B=$BIN_B is not an executable"
     [ -d "$MAPPINGS_B" ] || die "EDGE_B_MAPPINGS=$MAPPINGS_B is not a directory"
@@ -180,7 +185,10 @@ start_edge() { # name extra-yaml [binary mappings-dir]; sets STARTUP_MS (ms to /
     local name=$1 p a t0 ms bin=${3:-$BIN}
     p=$(free_port)
     a=$(free_port)
-    edge_conf "$name" "$p" "$a" "$2" "${4:-$ROOT/mappings}"
+    local own=$EDGE_YAML
+    [ "$name" != edge-b ] || own=$EDGE_B_YAML
+    edge_conf "$name" "$p" "$a" "$2
+$own" "${4:-$ROOT/mappings}"
     t0=$(now_ms)
     "$bin" run -c "$T/$name.yaml" --pid-file "$T/$name.pid" --upgrade-sock "$T/$name.sock" \
         >"$T/$name.out" 2>"$T/$name.log" &
@@ -508,8 +516,10 @@ PY
     fi
     echo "Edge: 2 threads; nginx: 2 workers; simulator: 1 runtime thread (zero latency)."
     echo "edge (and the simulator): $BIN; mappings $ROOT/mappings."
+    [ -z "$EDGE_YAML" ] || echo "The edges' own config: \`$EDGE_YAML\`."
     if [ -n "$BIN_B" ]; then
         echo "edge-b: $BIN_B; mappings $MAPPINGS_B (driven next to edge, order alternating by round)."
+        [ -z "$EDGE_B_YAML" ] || echo "edge-b's own config: \`$EDGE_B_YAML\`."
     fi
     echo
     cat "$T/table.md"

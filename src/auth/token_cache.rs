@@ -132,6 +132,11 @@ impl TokenCache {
         (resolved, hit)
     }
 
+    /// The remembered resolution of `key`, if any (a plain lookup).
+    pub(super) async fn cached(&self, key: &TokenKey) -> Option<Arc<Resolved>> {
+        self.tokens.get(key).await
+    }
+
     pub(super) async fn invalidate(&self, key: &TokenKey) {
         self.tokens.invalidate(key).await;
     }

@@ -67,6 +67,10 @@ pub struct EdgeConfig {
     pub upstream_answer_budget: u64,
     /// Bytes the verified-token cache may hold.
     pub token_cache_max_bytes: u64,
+    /// Access lines kept for one write (0: a write a line), written at least every
+    /// `access_log_flush` (`access_log::buffer`).
+    pub access_log_buffer_bytes: usize,
+    pub access_log_flush: Duration,
 }
 
 /// Paths in the config are relative to the config file.
@@ -145,6 +149,22 @@ impl EdgeConfig {
             10_000,
             1..=300_000,
             "client_body_timeout_ms",
+            d,
+        );
+        let access_log_buffer = top_level(
+            path,
+            &raw.access_log_buffer_bytes,
+            0,
+            0..=1_048_576,
+            "access_log_buffer_bytes",
+            d,
+        );
+        let access_log_flush = top_level(
+            path,
+            &raw.access_log_flush_ms,
+            1000,
+            1..=60_000,
+            "access_log_flush_ms",
             d,
         );
         let client_header_timeout = top_level(
@@ -253,6 +273,8 @@ impl EdgeConfig {
             client_bounds,
             upstream_answer_budget: answer_budget?,
             token_cache_max_bytes: token_cache_bytes?,
+            access_log_buffer_bytes: usize::try_from(access_log_buffer?).ok()?,
+            access_log_flush: Duration::from_millis(access_log_flush?),
             tls: tls.map(|t| t.ok_or(())).transpose().ok()?,
             auth_ca_file: auth_ca.map(|f| f.ok_or(())).transpose().ok()?,
         })
@@ -431,9 +453,18 @@ mod tests {
             Some((Duration::from_secs(10), Duration::from_secs(10), 32 * 1024)),
             "{cfg:?}"
         );
+        let log = cfg
+            .as_ref()
+            .ok()
+            .map(|c| (c.access_log_buffer_bytes, c.access_log_flush));
+        assert_eq!(
+            log,
+            Some((0, Duration::from_secs(1))),
+            "unbuffered by default"
+        );
         let err = load_with(
             ISSUER,
-            "client_header_timeout_ms: 0\nclient_body_timeout_ms: 300001\nmax_request_header_bytes: 1048575\n",
+            "client_header_timeout_ms: 0\nclient_body_timeout_ms: 300001\nmax_request_header_bytes: 1048575\naccess_log_buffer_bytes: 1048577\naccess_log_flush_ms: 0\n",
         )
         .err()
         .map(|d| d.render())
@@ -442,6 +473,8 @@ mod tests {
             "client_header_timeout_ms must be 1..=300000",
             "client_body_timeout_ms must be 1..=300000",
             "max_request_header_bytes must be 1024..=1048574",
+            "access_log_buffer_bytes must be 0..=1048576",
+            "access_log_flush_ms must be 1..=60000",
         ] {
             assert!(err.contains(expected), "{expected} missing in {err}");
         }

@@ -57,6 +57,12 @@ pub struct RawEdge {
     /// Bytes the verified-token cache may hold: default 67108864 (64 MiB).
     #[serde(default)]
     pub token_cache_max_bytes: Option<Spanned<u64>>,
+    /// Access lines kept for one write, up to this many bytes: default 0 (a write a line).
+    #[serde(default)]
+    pub access_log_buffer_bytes: Option<Spanned<u64>>,
+    /// A buffered access log is written at least this often: default 1000.
+    #[serde(default)]
+    pub access_log_flush_ms: Option<Spanned<u64>>,
     /// Bytes of upstream answers in flight over all services: default 134217728.
     #[serde(default)]
     pub upstream_answer_budget_bytes: Option<Spanned<u64>>,

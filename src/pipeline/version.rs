@@ -33,9 +33,9 @@ pub fn version<'p>(
                 "Send a Version header, e.g. Version: 2026-11-01",
             ))
         }
-        Some(v) => v.trim().to_string(),
+        Some(v) => v.trim(),
     };
-    let release = plan.versions.find(&version).ok_or_else(|| {
+    let release = plan.versions.find(version).ok_or_else(|| {
         Problem::new(
             Kind::UnsupportedVersion,
             "The Version header names no supported release",

@@ -368,6 +368,51 @@ async fn access_line(w: &World, trace_id: &str) -> serde_json::Value {
     panic!("no access line for {trace_id}");
 }
 
+/// A buffered access log (`access_log_buffer_bytes`) keeps its lines until the buffer is
+/// full or the flush is due, and writes every one of them when the edge is stopped: a
+/// graceful stop loses none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buffered_access_log_loses_no_line_on_a_graceful_stop() {
+    let w = World::start_custom(
+        |_| {},
+        |_, config| {
+            config.push_str("\naccess_log_buffer_bytes: 65536\naccess_log_flush_ms: 60000\n")
+        },
+    )
+    .await;
+    let path = format!("/v1/contacts/{}", w.id("con", 1, 1));
+    let mut traces = Vec::new();
+    for _ in 0..3 {
+        let r = w.call(1, 101, "GET", &path, None).await;
+        assert_eq!(r.status, 200);
+        traces.push(r.header("trace-id").expect("trace id").to_string());
+    }
+    // Three lines are far from 64 KiB and the first flush is a minute away: all kept.
+    for t in &traces {
+        assert_eq!(access_lines(&w, t), 0, "a buffered line was written early");
+    }
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &w.edge.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    let mut w = w;
+    let status = tokio::task::block_in_place(|| w.edge.wait_exit(Duration::from_secs(10)));
+    assert!(status.is_some(), "the edge did not exit after SIGTERM");
+    for t in &traces {
+        assert_eq!(access_lines(&w, t), 1, "the line of {t} after the stop");
+    }
+}
+
+/// How many access lines the edge has written for this trace id so far.
+fn access_lines(w: &World, trace_id: &str) -> usize {
+    let text = std::fs::read_to_string(w.edge.dir.path().join("edge.log")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "access" && v["fields"]["trace_id"] == trace_id)
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_log_has_one_line_per_request_with_ids_and_never_a_token() {
     let w = World::start().await;
