@@ -7,6 +7,7 @@ pub mod exec;
 pub mod model;
 pub mod raw;
 pub mod search;
+pub mod time;
 pub mod tpl;
 pub mod transform;
 pub mod versions;

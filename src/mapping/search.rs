@@ -664,8 +664,8 @@ fn cmp_values(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
             // Timestamps compare as instants (any offset); decimal strings as numbers;
             // dates and other text as text.
             if let (Some(p), Some(q)) = (
-                super::transform::parse_timestamp(x),
-                super::transform::parse_timestamp(y),
+                super::time::parse_timestamp(x),
+                super::time::parse_timestamp(y),
             ) {
                 return Some(p.cmp(&q));
             }

@@ -4,7 +4,8 @@
 use serde_json::{Map, Value};
 
 use super::model::*;
-use super::transform::{millis_to_upstream, parse_date, parse_timestamp, round6, Ctx};
+use super::time::{millis_to_upstream, parse_date, parse_timestamp};
+use super::transform::{round6, Ctx};
 use crate::problem::{pointer_token, FieldError};
 use crate::seal::InternalId;
 
