@@ -144,17 +144,7 @@ mod tests {
             millis_to_rfc3339(1_767_225_600_000).as_deref(),
             Some("2026-01-01T00:00:00.000Z")
         );
-        assert_eq!(
-            upstream_millis(
-                TimeFormat::AspNet,
-                &Value::from("/Date(1767225600000+0000)/")
-            ),
-            Some(1_767_225_600_000)
-        );
-        assert_eq!(
-            upstream_millis(TimeFormat::AspNet, &Value::from("/Date(-5000)/")),
-            Some(-5000)
-        );
+        // ASP.NET's zone offset and negative instants: `fuzz_regressions` below.
         assert_eq!(
             upstream_millis(TimeFormat::EpochS, &Value::from(10)),
             Some(10_000)
