@@ -11,8 +11,7 @@ use serde_json::{Map, Value};
 use super::model::*;
 use crate::seal::{InternalId, Sealer};
 
-use super::time::upstream_millis;
-pub use super::time::{millis_to_rfc3339, parse_iso8601, parse_timestamp};
+use super::time::{millis_to_rfc3339, upstream_millis};
 pub use super::write::{fill_template, merge, to_upstream, value_to_upstream, WriteMode};
 
 /// An upstream record as the codecs read it: the value at a path of member names.
@@ -207,7 +206,7 @@ fn write_fields<R: Record + ?Sized>(
     }
 }
 
-/// [`json_into`] for a value, its strings through [`str_into`].
+/// [`json_into`] for a value, its strings through [`crate::json::write_str`].
 fn value_into(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::String(s) => crate::json::write_str(out, s),

@@ -77,7 +77,9 @@ pub async fn write(
     };
     h.insert(
         TRACERESPONSE,
-        text(&crate::hex::trace_context(&ctx.trace_id, span, flags))?,
+        // The built string becomes the value as it is (no copy, unlike `text`).
+        HeaderValue::try_from(crate::hex::trace_context(&ctx.trace_id, span, flags))
+            .or_err(ErrorType::InvalidHTTPHeader, "invalid header value")?,
     );
     h.insert(VERSION, text(&ctx.version)?);
     h.insert(http::header::CACHE_CONTROL, NO_STORE);
